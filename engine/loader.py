@@ -1,0 +1,62 @@
+"""Build a ready pipeline by name: config + weights + backend + tokenizer."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .backend import TorchBackend, resolve_backend
+from .config import ModelConfig, get_config
+from .pipeline import Pipeline
+from .tokenizer import build_tokenizer
+
+ASSETS = Path(__file__).resolve().parent.parent / "instructavatar" / "assets"
+DEMO_WEIGHTS = ASSETS / "demo" / "demo.safetensors"
+
+
+class MissingWeightsError(FileNotFoundError):
+    pass
+
+
+def default_weights(cfg: ModelConfig) -> Path | None:
+    return DEMO_WEIGHTS if cfg.name == "demo" and DEMO_WEIGHTS.is_file() else None
+
+
+def build_model(cfg: ModelConfig, weights: str | Path | None = None, random_weights: bool = False,
+                clip_weights: str | Path | None = None, seed: int = 0):
+    """InstructAvatar with weights loaded strictly (or random ones, only when asked for explicitly)."""
+    import torch
+
+    from .model import InstructAvatar
+    from .weights import load_checkpoint
+
+    torch.manual_seed(seed)
+    model = InstructAvatar(cfg, pretrained_text=(cfg.text.kind == "minilm"))
+    path = Path(weights) if weights else default_weights(cfg)
+    if path is None and not random_weights:
+        raise MissingWeightsError(
+            f"no weights for config {cfg.name!r}: pass --weights FILE, or --random-weights to run with "
+            "random weights (output will be noise-like)")
+    if path is not None:
+        load_checkpoint(model, path)
+    if cfg.text.kind == "clip" and clip_weights:
+        from .text_encoder import load_clip_text_weights
+
+        load_clip_text_weights(model.text_encoder, clip_weights)
+    return model.eval()
+
+
+def load_pipeline(config: str | ModelConfig = "demo", weights: str | Path | None = None,
+                  random_weights: bool = False, backend: str = "auto", steps: int | None = None,
+                  eta: float | None = None, device: str = "cpu", threads: int | None = None,
+                  clip_weights: str | Path | None = None, seed: int = 0, announce=None) -> Pipeline:
+    cfg = get_config(config) if isinstance(config, str) else config
+    name = resolve_backend(backend)
+    model = build_model(cfg, weights, random_weights, clip_weights, seed)
+    if random_weights and not weights:
+        (announce or (lambda m: print(m, file=sys.stderr)))(
+            f"*** RANDOM WEIGHTS: config {cfg.name!r} is running untrained; the video will not follow "
+            "the audio or the instruction ***")
+    assert name == "torch"
+    return Pipeline(cfg, TorchBackend(model, device=device, threads=threads), build_tokenizer(cfg.text),
+                    steps=steps, eta=eta)

@@ -1,0 +1,266 @@
+"""From portrait + audio + instruction to frames, offline or chunk by chunk.
+
+Pipeline (shared, stateless apart from timings) owns the backend, tokenizer and DDIM schedule.
+Session (one per avatar stream) owns everything that belongs to one user: the cached appearance latent
+and keyframe, the instruction tensors, the motion prefix and audio carried between chunks, the frame
+clock and the random generator. `Pipeline.step(sessions, chunks)` advances several sessions by one chunk
+as one batch; a session's `push_audio` / `flush` call it for one.
+
+Streaming: audio is cut into chunks of `chunk_frames` video frames (640 samples each at 16 kHz/25 fps).
+Each chunk is sampled as a window = [prefix of `prefix_frames` previous frames | chunk]; the prefix's
+motion is the motion already emitted, given to the denoiser clean and flagged `known` at every DDIM step
+(the model is trained with such prefixes), and its audio is the audio already heard, so the new frames
+continue the old ones. Offline generation is
+the same loop over the whole input, so streaming and offline give identical frames however the input
+audio is split.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backend import Backend, InstructionTensors
+from .config import ModelConfig
+from .ddim import DDIMSampler
+from .image_io import load_portrait, to_frames, to_model_input
+from .tokenizer import InstructionTokenizer
+
+DEFAULT_INSTRUCTION = "Talk with a neutral expression."
+
+
+class StageTimings:
+    """Wall-clock milliseconds per stage, reachable from code (benchmarks read `.samples`)."""
+
+    def __init__(self):
+        self.samples: dict[str, list[float]] = defaultdict(list)
+
+    def add(self, stage: str, ms: float) -> None:
+        self.samples[stage].append(ms)
+
+    def clear(self) -> None:
+        self.samples.clear()
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {k: {"count": len(v), "mean_ms": float(np.mean(v)), "total_ms": float(np.sum(v))}
+                for k, v in self.samples.items() if v}
+
+
+class _timed:
+    def __init__(self, timings: StageTimings, stage: str):
+        self.timings, self.stage = timings, stage
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.timings.add(self.stage, (time.perf_counter() - self.t0) * 1e3)
+
+
+@dataclass
+class Portrait:
+    image: np.ndarray          # (S,S,3) uint8 as the model sees it
+    appearance: np.ndarray     # (1,Ca,h,w)
+    keyframe: np.ndarray       # (1,M) motion latent, diffusion scale
+
+
+@dataclass
+class Session:
+    """Per-stream state. Create with `Pipeline.new_session`; never share between streams."""
+
+    pipeline: Pipeline
+    portrait: Portrait
+    instruction_text: str
+    instruction: InstructionTensors
+    rng: np.random.Generator
+    prefix_motion: np.ndarray | None = None     # (P', M) last emitted motion, diffusion scale
+    prefix_audio: np.ndarray | None = None      # (P' * 640,) the audio of those frames
+    pending: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    frames_emitted: int = 0
+    motion_log: list[np.ndarray] = field(default_factory=list)   # emitted motion per chunk (diffusion scale)
+    keep_motion: bool = False
+
+    def set_instruction(self, text: str | None) -> list[str]:
+        """Switch behaviour; takes effect from the next chunk. Returns warnings (e.g. truncation)."""
+        self.instruction, self.instruction_text, warnings = self.pipeline.encode_instruction(
+            text, self.portrait.keyframe)
+        return warnings
+
+    def push_audio(self, samples: np.ndarray) -> np.ndarray:
+        """Append 16 kHz mono float32 audio; returns the frames of every chunk completed (n,S,S,3) uint8."""
+        self.pending = np.concatenate([self.pending, np.asarray(samples, np.float32).reshape(-1)])
+        per_chunk = self.pipeline.chunk_samples
+        out = []
+        while len(self.pending) >= per_chunk:
+            chunk, self.pending = self.pending[:per_chunk], self.pending[per_chunk:]
+            out.append(self.pipeline.step([self], [chunk])[0])
+        return np.concatenate(out) if out else self.pipeline.empty_frames()
+
+    def push_silence(self, seconds: float) -> np.ndarray:
+        return self.push_audio(np.zeros(int(round(seconds * self.pipeline.cfg.media.sample_rate)), np.float32))
+
+    def flush(self) -> np.ndarray:
+        """Emit the frames of the remaining audio (padded with silence to whole frames)."""
+        if len(self.pending) == 0:
+            return self.pipeline.empty_frames()
+        spf = self.pipeline.samples_per_frame
+        n = -(-len(self.pending) // spf)
+        chunk = np.zeros(n * spf, np.float32)
+        chunk[: len(self.pending)] = self.pending
+        self.pending = np.zeros(0, np.float32)
+        return self.pipeline.step([self], [chunk])[0]
+
+    @property
+    def clock_seconds(self) -> float:
+        """Presentation time of the next frame on the audio sample clock."""
+        return self.frames_emitted / self.pipeline.cfg.media.fps
+
+
+class Pipeline:
+    def __init__(self, cfg: ModelConfig, backend: Backend, tokenizer: InstructionTokenizer,
+                 steps: int | None = None, eta: float | None = None, decode_batch: int = 16):
+        self.cfg = cfg
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.sampler = DDIMSampler(cfg.diffusion)
+        self.sampler.set_timesteps(steps or cfg.diffusion.sample_steps, eta)
+        self.decode_batch = decode_batch
+        self.timings = StageTimings()
+        self.scale = cfg.diffusion.latent_scale
+
+    # -- sizes ----------------------------------------------------------------------------------------
+    @property
+    def samples_per_frame(self) -> int:
+        return self.cfg.media.samples_per_frame
+
+    @property
+    def chunk_samples(self) -> int:
+        return self.cfg.stream.chunk_frames * self.samples_per_frame
+
+    def empty_frames(self) -> np.ndarray:
+        s = self.cfg.media.image_size
+        return np.zeros((0, s, s, 3), np.uint8)
+
+    # -- once per portrait / instruction --------------------------------------------------------------
+    def prepare(self, portrait) -> Portrait:
+        """Portrait (path, bytes, PIL image or array) -> cached appearance latent and keyframe."""
+        rgb = load_portrait(portrait, self.cfg.media.image_size)
+        x = to_model_input(rgb)
+        with _timed(self.timings, "portrait"):
+            appearance = self.backend.encode_appearance(x)
+            keyframe = self.backend.encode_keyframe(x) / self.scale
+        return Portrait(image=rgb, appearance=appearance, keyframe=keyframe)
+
+    def encode_instruction(self, text: str | None, keyframe: np.ndarray) -> tuple[InstructionTensors, str, list[str]]:
+        text = DEFAULT_INSTRUCTION if text is None else text
+        tokens = self.tokenizer([text])
+        warnings = []
+        if tokens.truncated[0]:
+            warnings.append(f"instruction truncated to {self.tokenizer.context} tokens")
+        with _timed(self.timings, "text"):
+            emb, pooled = self.backend.encode_text(tokens.ids, tokens.mask)
+            inst = self.backend.condition(emb, tokens.mask, pooled, keyframe)
+        return inst, text, warnings
+
+    def new_session(self, portrait, instruction: str | None = None, seed: int = 0,
+                    keep_motion: bool = False) -> tuple[Session, list[str]]:
+        p = portrait if isinstance(portrait, Portrait) else self.prepare(portrait)
+        inst, text, warnings = self.encode_instruction(instruction, p.keyframe)
+        session = Session(pipeline=self, portrait=p, instruction_text=text, instruction=inst,
+                          rng=np.random.default_rng(seed), keep_motion=keep_motion)
+        return session, warnings
+
+    # -- once per chunk -------------------------------------------------------------------------------
+    def step(self, sessions: list[Session], chunks: list[np.ndarray]) -> list[np.ndarray]:
+        """Advance each session by its chunk of audio (all chunks the same length, all sessions at the
+        same prefix length: the caller groups them). Returns each session's new frames (C,S,S,3) uint8."""
+        spf = self.samples_per_frame
+        C = len(chunks[0]) // spf
+        prefix_lens = {0 if s.prefix_motion is None else len(s.prefix_motion) for s in sessions}
+        if len(prefix_lens) != 1 or any(len(c) != C * spf for c in chunks):
+            raise ValueError("a batched step needs equal chunk and prefix lengths")
+        P = prefix_lens.pop()
+        B, T, M = len(sessions), P + C, self.cfg.motion_dim
+
+        wave = np.stack([c if P == 0 else np.concatenate([s.prefix_audio, c]) for s, c in zip(sessions, chunks)])
+        with _timed(self.timings, "audio"):
+            audio = self.backend.encode_audio(wave.astype(np.float32))               # (B, T, D)
+        inst = sessions[0].instruction if B == 1 else InstructionTensors.stack([s.instruction for s in sessions])
+
+        x = np.stack([self.sampler.initial_noise((T, M), s.rng) for s in sessions])   # (B, T, M)
+        known = np.zeros((B, T), np.float32)
+        known[:, :P] = 1.0
+        if P:
+            prefix = np.stack([s.prefix_motion for s in sessions])                   # (B, P, M)
+        for i, t in enumerate(self.sampler.timesteps):
+            if P:
+                x[:, :P] = prefix
+            with _timed(self.timings, "denoise_step"):
+                x0 = self.backend.denoise(x, np.full(B, t, np.int64), audio, known, inst)
+            noise = None
+            if self.sampler.coefficients[i].sigma > 0:
+                noise = np.stack([s.rng.standard_normal((T, M), dtype=np.float32) for s in sessions])
+            x = self.sampler.step(x0, i, x, noise=noise).astype(np.float32)
+        motion = x[:, P:]                                                             # (B, C, M)
+
+        frames = self._decode(motion, sessions)
+        keep = self.cfg.stream.prefix_frames
+        for b, s in enumerate(sessions):
+            if keep:
+                history = motion[b] if P == 0 else np.concatenate([s.prefix_motion, motion[b]])
+                s.prefix_motion = history[-keep:].copy()
+                s.prefix_audio = wave[b][-len(s.prefix_motion) * spf:].copy()
+            s.frames_emitted += C
+            if s.keep_motion:
+                s.motion_log.append(motion[b].copy())
+        return frames
+
+    def _decode(self, motion: np.ndarray, sessions: list[Session]) -> list[np.ndarray]:
+        B, C, M = motion.shape
+        raw = (motion * self.scale).reshape(B * C, M)
+        app = np.concatenate([np.repeat(s.portrait.appearance, C, axis=0) for s in sessions])
+        out = []
+        with _timed(self.timings, "decode"):
+            for i in range(0, B * C, self.decode_batch):
+                out.append(self.backend.decode(raw[i:i + self.decode_batch], app[i:i + self.decode_batch]))
+        frames = to_frames(np.concatenate(out))
+        return [frames[b * C:(b + 1) * C] for b in range(B)]
+
+    # -- whole inputs ---------------------------------------------------------------------------------
+    def generate(self, portrait, audio: np.ndarray | None = None, seconds: float | None = None,
+                 instruction: str | None = None, seed: int = 0, progress=None) -> np.ndarray:
+        """Offline: all frames for `audio` (16 kHz mono float32) or `seconds` of silence (motion only)."""
+        if (audio is None) == (seconds is None):
+            raise ValueError("give either audio or seconds")
+        if audio is None:
+            audio = np.zeros(int(round(seconds * self.cfg.media.sample_rate)), np.float32)
+        session, _ = self.new_session(portrait, instruction, seed)
+        return np.concatenate(list(self.stream(session, _chunks(audio, self.chunk_samples), progress)))
+
+    def stream(self, session: Session, audio_chunks: Iterable[np.ndarray], progress=None) -> Iterator[np.ndarray]:
+        """Frames as each chunk completes, then the flushed remainder."""
+        for chunk in audio_chunks:
+            frames = session.push_audio(chunk)
+            if len(frames):
+                if progress is not None:
+                    progress(len(frames))
+                yield frames
+        tail = session.flush()
+        if len(tail):
+            if progress is not None:
+                progress(len(tail))
+            yield tail
+
+
+def _chunks(audio: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for i in range(0, len(audio), size):
+        yield audio[i:i + size]
+
+
+def frame_count(num_samples: int, samples_per_frame: int) -> int:
+    """Frames produced for an input of num_samples (the last partial frame is padded with silence)."""
+    return -(-num_samples // samples_per_frame)
