@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from instructavatar.avatarworld import controls as C
+from . import controls as C
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 CHECKPOINT_NAME = "evaluators.safetensors"

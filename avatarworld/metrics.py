@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from instructavatar.avatarworld import controls as C
+from . import controls as C
 
 CLIP_MIN_FRAMES: int = 3
 AU_PROB_THRESHOLD: float = 0.5
@@ -209,7 +209,7 @@ def intensity_level(score: float, emotion: str | None, thresholds: Mapping[str, 
     emo = normalize_emotion(emotion) or "*"
     t = thresholds.get(emo, thresholds.get("*"))
     if t is None:
-        raise KeyError("no intensity thresholds for emotion %r and no pooled fallback" % emotion)
+        raise KeyError(f"no intensity thresholds for emotion {emotion!r} and no pooled fallback")
     return int(_level(score, float(t[0]), float(t[1])))
 
 
@@ -241,7 +241,7 @@ def lip_sync(mouth_opening: np.ndarray, speech_jaw: np.ndarray) -> dict[str, flo
 # --------------------------------------------------------------------------------------------------- pose
 def motion_channel(motion: str) -> tuple[str, float, str, float] | None:
     """(channel, sign, kind, apex magnitude) of a head / eye motion, None for AU motions (checked by AU_F1)."""
-    from instructavatar.avatarworld import behaviour
+    from . import behaviour
 
     spec = behaviour.MOTION_POSE.get(motion)
     if spec is None:

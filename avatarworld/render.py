@@ -28,6 +28,7 @@ SS = 2            # supersampling factor (draw at SS x size, then reduce)
 _SCALE = 0.25     # pixels per head unit / image size
 _CY = 0.45        # head centre, fraction of the image height
 _CHIN_ARC = 0.06 * np.array([0.3, 0.8, 1, 0.8, 0.3])   # AU17 chin-boss crease profile
+_CHEEK_DZ = np.array([0.02, 0.02, 0.02, 0.03, 0.03, 0.03])
 _K = 0.85         # silhouette depth/width ratio: how much the outline narrows when the head turns
 
 # Landmark layout: (region, count) in order. "_l"/"_r" regions are the SUBJECT's left/right
@@ -135,6 +136,15 @@ def _clamp_to_lids(pts: np.ndarray, xs: np.ndarray, lower: np.ndarray, upper: np
     return _xy(x, np.minimum(np.maximum(pts[:, 1], np.interp(x, xs, lower)), np.interp(x, xs, upper)))
 
 
+class _Pending:
+    """Handle for surface points queued by _Geometry.lazy (replaced by their projection in _resolve)."""
+
+    __slots__ = ("slot",)
+
+    def __init__(self, slot: int):
+        self.slot = slot
+
+
 class _Geometry:
     """All 2D feature points of one frame in draw space (SS x output pixels), built from head units."""
 
@@ -152,6 +162,7 @@ class _Geometry:
         self.proj = (self.px * self.rot[:2]).tolist()     # the two image rows of the rotation, scaled
         self.ax = 1.0 / (1.1 * self.fw) ** 2
         self.pts: dict[str, np.ndarray] = {}
+        self._queue: list[tuple[np.ndarray, np.ndarray]] = []
 
     # -- projection -------------------------------------------------------------------------------
     def surface(self, xy: np.ndarray, dz: float | np.ndarray = 0.0) -> np.ndarray:
@@ -162,6 +173,35 @@ class _Geometry:
         z = np.sqrt(np.maximum(1.0 - self.ax * (x * x) - (y * y) * (1 / 1.55 ** 2), 0.04)) + dz
         (a, b, c), (d, e, f) = self.proj
         return _xy(self.cx + a * x + b * y + c * z, self.cy - d * x - e * y - f * z)
+
+    def lazy(self, xy: np.ndarray, dz: float | np.ndarray = 0.0) -> _Pending:
+        """Queue surface points for one batched projection at the end of build() (see _resolve)."""
+        xy = np.asarray(xy, np.float64)
+        self._queue.append((xy, np.broadcast_to(np.asarray(dz, np.float64), (len(xy),))))
+        return _Pending(len(self._queue) - 1)
+
+    def _resolve(self) -> None:
+        """Project every queued point set in one call and replace the _Pending handles by (n,2) arrays."""
+        xy = np.concatenate([q[0] for q in self._queue], 0)
+        dz = np.concatenate([q[1] for q in self._queue])
+        out = self.surface(xy, dz)
+        ends = np.cumsum([len(q[0]) for q in self._queue])
+        parts = np.split(out, ends[:-1])
+
+        def fix(v):
+            if isinstance(v, _Pending):
+                return parts[v.slot]
+            if isinstance(v, dict):
+                return {k: fix(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [fix(x) for x in v]
+            return v
+
+        self.pts = fix(self.pts)
+        self.eye_draw = fix(self.eye_draw)
+        self.nose_draw = fix(self.nose_draw)
+        self.mouth_draw = fix(self.mouth_draw)
+        self._queue = []
 
     def silhouette(self, xy: np.ndarray, zf: float | np.ndarray = 0.0) -> np.ndarray:
         """Project outline points xy (n,2) with forward offset zf: narrow by k, shift by zf*sin(angle)."""
@@ -221,7 +261,7 @@ class _Geometry:
             y = (base + idt.brow_arch * 0.05 * np.sin(np.pi * t * 0.85) + 0.02 * t
                  + 0.14 * au["au01"] * (1 - t) ** 1.3 + 0.14 * au["au02"] * t ** 1.2
                  - 0.07 * au["au04"] - 0.05 * au["au04"] * (1 - t))
-            P[name] = self.surface(_xy(x, y), 0.04)
+            P[name] = self.lazy(_xy(x, y), 0.04)
 
         # Eyes: 12-point contour (upper lid 7 incl. corners, lower lid 5) + clipped iris/pupil.
         close = eye_closure(self.c)
@@ -236,7 +276,7 @@ class _Geometry:
             hl = ew * 0.45 * max(0.12, 1 - 0.55 * au["au07"] - 0.45 * au["au06"])
             lower = ey + tilt - hl * _bump(tt, 0.9)
             upper = ey + tilt + _bump(tt) * (hu * (1 - cl) - hl * cl)   # closes onto the lower lid
-            P["eye_" + name] = self.surface(np.concatenate(
+            P["eye_" + name] = self.lazy(np.concatenate(
                 [_xy(xs, upper), _xy(xs[1:-1], lower[1:-1])[::-1]], 0), 0.02)
             # Iris and pupil: circles moved by gaze, clamped between the lids (in head units).
             r = 0.085 * idt.eye_size
@@ -247,15 +287,15 @@ class _Geometry:
             pupil = _clamp_to_lids(_ellipse(icx, icy, 0.45 * r, 0.45 * r, 12), *lids)
             marks = _clamp_to_lids(np.array([[icx, icy], [icx + r, icy], [icx, icy + r], [icx - r, icy],
                                              [icx, icy - r]]), *lids)
-            P["iris_" + name] = self.surface(marks, 0.03)
+            P["iris_" + name] = self.lazy(marks, 0.03)
             crease = ey + tilt + _bump(tt) * (hu * (1 - 0.5 * cl) + 0.045 * (1 - 0.4 * au["au05"]))
             corner = np.array([[cx + side * ew * 1.05, ey + idt.eye_tilt]])
-            feet = self.surface(np.concatenate([corner, corner + np.array(
+            feet = self.lazy(np.concatenate([corner, corner + np.array(
                 [[side * 0.1, 0.05], [side * 0.12, -0.01], [side * 0.1, -0.07]])], 0), 0.0)   # (4,2)
             self.eye_draw[name] = dict(
-                iris=self.surface(iris, 0.03), pupil=self.surface(pupil, 0.03),
-                crease=self.surface(_xy(xs[1:-1], crease[1:-1]), 0.02),
-                feet=[feet[[0, k]] for k in (1, 2, 3)],
+                iris=self.lazy(iris, 0.03), pupil=self.lazy(pupil, 0.03),
+                crease=self.lazy(_xy(xs[1:-1], crease[1:-1]), 0.02),
+                feet=feet,
                 open=float(np.max(upper - lower)))
 
         # Nose: bridge 4 (top -> tip) + base 5 (wing, nostril, tip, nostril, wing).
@@ -266,17 +306,16 @@ class _Geometry:
         base[[0, 4], 1] += 0.06 * au["au09"]
         base[[1, 3], 1] += 0.04 * au["au09"]
         base_dz = np.array([0.1, 0.14, 0.3 + 0.05 * idt.nose_bulb, 0.14, 0.1])
-        P["nose"] = np.concatenate([self.surface(bridge, _lin(0.04, 0.26, 4)),
-                                    self.surface(base, base_dz)], 0)
+        P["nose"] = self.lazy(np.concatenate([bridge, base], 0), np.concatenate([_lin(0.04, 0.26, 4), base_dz]))
         self.nose_draw = dict(
-            wrinkles=[self.surface(np.array([[-0.09, y], [0, y + 0.02], [0.09, y]]), 0.12)
+            wrinkles=[self.lazy(np.array([[-0.09, y], [0, y + 0.02], [0.09, y]]), 0.12)
                       for y in (ey - 0.06, ey - 0.12, ey - 0.18)],
-            side=self.surface(np.array([[-0.07 * np.sign(self.yaw_r or 1), ey - 0.02],
+            side=self.lazy(np.array([[-0.07 * np.sign(self.yaw_r or 1), ey - 0.02],
                                         [-0.09 * np.sign(self.yaw_r or 1), tip_y + 0.05]]), 0.15),
-            nostrils=[self.surface(_ellipse(s * nw * 0.5, tip_y - 0.01 + 0.04 * au["au09"],
+            nostrils=[self.lazy(_ellipse(s * nw * 0.5, tip_y - 0.01 + 0.04 * au["au09"],
                                             0.045 * (1 + 0.2 * au["au09"]), 0.022, 10), 0.12)
                       for s in (-1, 1)],
-            tip=self.surface(_ellipse(0, tip_y + 0.02, 0.07 + 0.04 * idt.nose_bulb, 0.055, 12), 0.27))
+            tip=self.lazy(_ellipse(0, tip_y + 0.02, 0.07 + 0.04 * idt.nose_bulb, 0.055, 12), 0.27))
 
         # Mouth: outer 16 (upper 9 incl. corners, lower 7) and inner 16 (same layout).
         mw = idt.mouth_width * (1 + 0.22 * au["au12"] + 0.4 * au["au20"] - 0.2 * au["au23"]
@@ -294,20 +333,20 @@ class _Geometry:
         up_out = up_in + 0.85 * lt * _bump(tt, 0.45) * bow
         lo_out = lo_in - lt * (1 + 0.4 * au["au17"]) * _bump(tt, 0.55)
         lift = 0.09 + 0.04 * _bump(tt)                   # lips stand out of the surface
-        P["mouth_outer"] = self.surface(np.concatenate(
+        P["mouth_outer"] = self.lazy(np.concatenate(
             [_xy(xs, up_out), _xy(xs[1:-1], lo_out[1:-1])[::-1]], 0),
             np.concatenate([lift, lift[1:-1][::-1]]))
         xi = xs * 0.96
-        P["mouth_inner"] = self.surface(np.concatenate(
+        P["mouth_inner"] = self.lazy(np.concatenate(
             [_xy(xi, up_in), _xy(xi[1:-1], lo_in[1:-1])[::-1]], 0),
             np.concatenate([lift, lift[1:-1][::-1]]) - 0.01)
         m = np.abs(tt) < 0.8
         teeth_h = np.minimum(0.06, 0.45 * gap * _bump(tt, pw))
         self.mouth_draw = dict(
             gap=gap,
-            teeth=self.surface(np.concatenate([_xy(xi[m], up_in[m]),
+            teeth=self.lazy(np.concatenate([_xy(xi[m], up_in[m]),
                                                _xy(xi[m], (up_in - teeth_h)[m])[::-1]], 0), 0.1),
-            chin=self.surface(_xy(_lin(-0.12, 0.12, 5), lo_out.min() - 0.1 + 0.04 * au["au17"] - _CHIN_ARC),
+            chin=self.lazy(_xy(_lin(-0.12, 0.12, 5), lo_out.min() - 0.1 + 0.04 * au["au17"] - _CHIN_ARC),
                               0.05))
 
         # Cheeks: apple arc 3 + nasolabial fold 3, per side.
@@ -319,8 +358,9 @@ class _Geometry:
             fold = np.array([[side * (nw + 0.05), tip_y + 0.02 + 0.03 * au["au09"]],
                              [side * (nw + 0.1 + 0.04 * au["au12"]), tip_y - 0.12],
                              [side * (mw + 0.06), line[0] - 0.06 + 0.03 * au["au12"]]])
-            P[name] = np.concatenate([self.surface(apple, 0.02), self.surface(fold, 0.03)], 0)
-            self.pts[name + "_blush"] = self.surface(_ellipse(ccx, ccy - 0.02, 0.16, 0.1, 14), 0.02)
+            P[name] = self.lazy(np.concatenate([apple, fold], 0), _CHEEK_DZ)
+            self.pts[name + "_blush"] = self.lazy(_ellipse(ccx, ccy - 0.02, 0.16, 0.1, 14), 0.02)
+        self._resolve()
         return self
 
     def landmarks(self) -> np.ndarray:
@@ -447,7 +487,8 @@ class FaceRenderer:
             d.line(_flat(np.concatenate([e[6:], e[:1]], 0)), fill=shade, width=lw)
             d.line(_flat(ed["crease"]), fill=shade, width=lw)
             if au["au06"] > 0.02:
-                for f in ed["feet"]:
+                for k in (1, 2, 3):
+                    f = ed["feet"][[0, k]]
                     d.line(_flat(f), fill=_mix(skin, dark, au["au06"]), width=lw)
 
         # Nose: side line, tip, nostrils, AU9 wrinkles.

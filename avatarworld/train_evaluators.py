@@ -32,9 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from instructavatar.avatarworld import behaviour, clips, identity, metrics
-from instructavatar.avatarworld import controls as C
-from instructavatar.avatarworld.evaluators import (
+from . import clips, identity, metrics
+from . import controls as C
+from .evaluators import (
     CHECKPOINT_NAME,
     VISIBLE_AUS,
     EvaluatorConfig,
@@ -96,7 +96,7 @@ def behaviour_controls(n: int, rng: np.random.Generator, seed: int) -> tuple[np.
 def _render_chunk(args) -> np.ndarray:
     ids, ctrl, sizes, cfg = args
     torch.set_num_threads(1)
-    from instructavatar.avatarworld.render import FaceRenderer
+    from .render import FaceRenderer
 
     renderers = {s: FaceRenderer(s) for s in set(sizes.tolist())}
     out = np.empty((len(ids), cfg.size, cfg.size, 3), np.uint8)
@@ -121,7 +121,7 @@ def render_inputs(ids: np.ndarray, ctrl: np.ndarray, sizes: np.ndarray, cfg: Eva
 
 
 def render_clip_frames(clip: clips.Clip, size: int = 128, step: int = 1, limit: int | None = None) -> np.ndarray:
-    from instructavatar.avatarworld.render import FaceRenderer
+    from .render import FaceRenderer
 
     ctrl = clip.controls[:limit:step]
     return FaceRenderer(size).render_clip(identity.identity(clip.identity), ctrl)
@@ -204,7 +204,7 @@ def iid_report(ev: Evaluators, n: int, seed: int, workers: int) -> dict:
 
 def _render_full_chunk(args) -> np.ndarray:
     ids, ctrl, sizes = args
-    from instructavatar.avatarworld.render import FaceRenderer
+    from .render import FaceRenderer
 
     r = FaceRenderer(int(sizes[0]))
     return np.stack([r.render(identity.identity(int(i)), c) for i, c in zip(ids, ctrl)])
@@ -296,12 +296,12 @@ def clip_report(ev: Evaluators, n_clips: int, seed: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="avatarworld/checkpoints", help="checkpoint directory")
-    ap.add_argument("--frames", type=int, default=24000, help="training frames rendered")
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--frames", type=int, default=30000, help="training frames rendered")
+    ap.add_argument("--steps", type=int, default=2800)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     ap.add_argument("--workers", type=int, default=2, help="render processes")
     ap.add_argument("--calib-per-cell", type=int, default=4, help="train clips per (emotion, level)")
     ap.add_argument("--eval-frames", type=int, default=2000, help="held-out i.i.d. frames")
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t = time.time()
     rng = np.random.default_rng([args.seed, 3])
-    beh = np.concatenate([c.controls for c in make_clips(600, args.seed + 5, "train")])
+    beh = np.concatenate([c.controls for c in make_clips(200, args.seed + 5, "train")])
     ev = Evaluators(net, mouth_au_table=fit_mouth_au_table(beh, rng=rng))
     calib = intensity_scores(ev, emotion_clip_specs("train", args.calib_per_cell, args.seed))
     ev.intensity_thresholds = metrics.calibrate_intensity_thresholds(calib)

@@ -17,7 +17,6 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-
 from instructavatar.avatarworld.controls import HIGH, LOW, NUM_CONTROLS  # noqa: E402
 from instructavatar.avatarworld.identity import identity  # noqa: E402
 from instructavatar.avatarworld.render import FaceRenderer, landmark_image  # noqa: E402
@@ -94,9 +93,11 @@ def main(argv: list[str] | None = None) -> None:
           f"{'dot image/s':>11}")
     print("-" * 69)
     for s in args.sizes:
-        print(f"{s:>5} | {bench_renderer(s, args.seconds):>10.0f} | "
-              f"{bench_render_with_landmarks(s, args.seconds):>18.0f} | "
-              f"{bench_landmarks(s, args.seconds / 2):>11.0f} | {bench_landmark_image(s, args.seconds / 2):>11.0f}")
+        render = bench_renderer(s, args.seconds)
+        full = bench_render_with_landmarks(s, args.seconds)
+        lms = bench_landmarks(s, args.seconds / 2)
+        dots = bench_landmark_image(s, args.seconds / 2)
+        print(f"{s:>5} | {render:>10.0f} | {full:>18.0f} | {lms:>11.0f} | {dots:>11.0f}")
 
 
 if __name__ == "__main__":

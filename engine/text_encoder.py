@@ -242,19 +242,73 @@ def _load_strict(model: nn.Module, sd: Mapping[str, Tensor], source: str) -> Non
     model.load_state_dict(sd, strict=True)   # copies (and casts fp16 -> the model's dtype)
 
 
+_HF_CLIP_LAYER = {
+    "self_attn.out_proj.": "attn.out_proj.",
+    "layer_norm1.": "ln_1.",
+    "layer_norm2.": "ln_2.",
+    "mlp.fc1.": "mlp.c_fc.",
+    "mlp.fc2.": "mlp.c_proj.",
+}
+
+
+def _hf_clip_to_openai(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Hugging Face `CLIPModel` / `CLIPTextModelWithProjection` keys -> OpenAI CLIP text keys.
+
+    q/k/v projections are concatenated into `in_proj_*` (q, k, v order, as nn.MultiheadAttention),
+    `text_projection.weight` (Linear, out x in) is transposed into the OpenAI (in x out) matrix. Keys
+    that do not belong to the text tower are passed through unchanged (the strict load reports them).
+    """
+    out: dict[str, Tensor] = {}
+    qkv: dict[tuple[str, str], dict[str, Tensor]] = {}
+    for k, v in sd.items():
+        if k.startswith(("vision_model.", "visual_projection.")) or k == "text_model.embeddings.position_ids":
+            continue
+        if k == "text_projection.weight":
+            out["text_projection"] = v.t().contiguous()
+        elif k == "text_model.embeddings.token_embedding.weight":
+            out["token_embedding.weight"] = v
+        elif k == "text_model.embeddings.position_embedding.weight":
+            out["positional_embedding"] = v
+        elif k.startswith("text_model.final_layer_norm."):
+            out["ln_final." + k.rsplit(".", 1)[1]] = v
+        elif k.startswith("text_model.encoder.layers."):
+            i, rest = k[len("text_model.encoder.layers."):].split(".", 1)
+            pre = f"transformer.resblocks.{i}."
+            if rest.startswith("self_attn.") and rest.split(".")[1] in ("q_proj", "k_proj", "v_proj"):
+                _, proj, kind = rest.split(".")
+                qkv.setdefault((pre, kind), {})[proj[0]] = v
+                continue
+            for a, b in _HF_CLIP_LAYER.items():
+                if rest.startswith(a):
+                    rest = b + rest[len(a):]
+                    break
+            out[pre + rest] = v
+        else:
+            out[k] = v
+    for (pre, kind), parts in qkv.items():
+        if set(parts) == {"q", "k", "v"}:
+            out[f"{pre}attn.in_proj_{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+        else:   # incomplete: let the strict load report what is missing
+            out.update({f"{pre}attn.{p}_proj.{kind}": t for p, t in parts.items()})
+    return out
+
+
 def load_clip_text_weights(model: ClipTextEncoder, path_or_state_dict) -> ClipTextEncoder:
     """Load the text tower of an OpenAI / open_clip CLIP checkpoint (.pt, .bin or .safetensors, or a dict).
 
     Visual keys (`visual.*`), `logit_scale` (and `logit_bias`, the TorchScript metadata keys
     `input_resolution`, `context_length`, `vocab_size`) are dropped; a `state_dict` wrapper and `module.`
     / `text.` prefixes are removed; everything else must match exactly, else `WeightLoadError` lists the
-    missing and unexpected keys and shape mismatches.
+    missing and unexpected keys and shape mismatches. Hugging Face `CLIPModel` checkpoints
+    (`text_model.*` keys, e.g. openai/clip-vit-large-patch14's model.safetensors) are converted first.
     """
     if isinstance(path_or_state_dict, Mapping):
         sd, source = dict(path_or_state_dict), "state dict"
     else:
         sd, source = _read_state_dict(path_or_state_dict), str(path_or_state_dict)
     sd = _strip_prefix(sd, "module.")
+    if any(k.startswith("text_model.") for k in sd):
+        sd = _hf_clip_to_openai(sd)
     sd = {k: v for k, v in sd.items() if not k.startswith("visual.") and k not in _CLIP_DROP_EXACT}
     sd = _strip_prefix(sd, "text.")   # open_clip CustomTextCLIP keeps its text tower under `text.`
     sd = {k: v for k, v in sd.items() if k != "attn_mask"}   # a non-persistent buffer in open_clip

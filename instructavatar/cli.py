@@ -75,6 +75,9 @@ def check_output(path: str | os.PathLike) -> Path:
     if out.is_dir():
         raise InputError(f"output {out} is a directory; give a file name such as {out / 'out.mp4'}")
     parent = out.parent if str(out.parent) else Path(".")
+    blocker = next((p for p in (parent, *parent.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise InputError(f"cannot write {out}: {blocker} is a file, not a directory")
     try:
         parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=parent, prefix=".instructavatar-", suffix=".probe"):
@@ -135,7 +138,6 @@ def cmd_render(args) -> int:
 
     from .engine.loader import load_pipeline
     from .engine.text_encoder import WeightLoadError
-    from .engine.tokenizer import TextInputError  # noqa: F401 - raised by the tokenizer below
 
     t0 = time.perf_counter()
     try:
@@ -223,6 +225,7 @@ def model_info(config_name: str) -> dict:
     steps = cfg.diffusion.sample_steps
     vae = sum(by[n].params for n in VAE_PARTS)
     v = cfg.vae
+    overlap = cfg.stream.window_frames / cfg.stream.chunk_frames
     info = {
         "config": cfg.name,
         "components": [{"name": c.name, "params": c.params, "gflop": c.gflop, "unit": c.unit} for c in costs],
@@ -230,6 +233,10 @@ def model_info(config_name: str) -> dict:
                    "trainable_params": sum(c.params for c in costs if c.name != "text_encoder")},
         "default_steps": steps,
         "per_frame_gflop": per_frame_gflop(costs, steps),
+        # The pipeline runs the audio encoder and the denoiser over the whole window (prefix + chunk) for
+        # each chunk of new frames, so in streaming those two terms cost window/chunk times more per frame.
+        "per_frame_gflop_windowed": by["vae.decoder"].gflop + overlap * (by["audio_encoder"].gflop
+                                                                         + by["denoiser"].gflop * steps),
         "sizes": {
             "image": cfg.media.image_size, "fps": cfg.media.fps, "sample_rate": cfg.media.sample_rate,
             "samples_per_frame": cfg.media.samples_per_frame,
@@ -264,6 +271,8 @@ def _info_table(info: dict) -> str:
         f"{'  trainable (no text)':<24}{t['trainable_params'] / 1e6:>12.2f}",
         f"steady state: {info['per_frame_gflop']:.3f} GFLOP per output frame at {info['default_steps']} DDIM "
         "steps (decoder + audio + denoiser x steps)",
+        f"  {info['per_frame_gflop_windowed']:.3f} GFLOP counting the window overlap (audio and denoiser run "
+        f"over {info['sizes']['window_frames']} frames per {info['sizes']['chunk_frames']} new ones)",
     ]
     s = info["sizes"]
     lines += [
@@ -282,7 +291,7 @@ def _info_table(info: dict) -> str:
             if e["name"] in PAPER_ESTIMATES and "params" in PAPER_ESTIMATES[e["name"]]:
                 ours, est = f"{e['ours'] / 1e6:.1f}M", f"{e['estimate'] / 1e6:.0f}M"
             else:
-                ours, est = f"{e['ours']:.3g}", f"{e['estimate']:.3g}"
+                ours, est = f"{e['ours']:.4g}", f"{e['estimate']:.4g}"
             lines.append(f"  {e['what']:<56}{ours:>12}{est:>12}{e['ratio']:>8.3f}")
     return "\n".join(lines)
 
@@ -296,7 +305,6 @@ def cmd_info(args) -> int:
 # --------------------------------------------------------------------------------------------- demo
 def cmd_demo(args) -> int:
     from .demo import run_demo
-
     from .engine.config import get_config
 
     check_steps(get_config("demo"), args.steps, None)
@@ -362,30 +370,31 @@ def main(argv: list[str] | None = None) -> int:
     from .engine.loader import MissingWeightsError
     from .engine.tokenizer import TextInputError
 
-    usage_errors: tuple[type[BaseException], ...] = (UsageError, ConfigError, BackendError)
-    input_errors: tuple[type[BaseException], ...] = (InputError, ImageInputError, AudioInputError, TextInputError,
-                                                     MissingWeightsError)
+    usage_errors = (UsageError, ConfigError, BackendError)
+    input_errors = (InputError, ImageInputError, AudioInputError, TextInputError, MissingWeightsError)
     args = build_parser().parse_args(argv)
     try:
-        try:
-            return args.func(args)
-        except ImportError:
-            raise
-        except Exception as e:                        # noqa: BLE001 - re-raised below unless it is ours
-            # WeightsError lives in a torch module: match it by name rather than import torch for every command.
-            if isinstance(e, usage_errors):
-                return _fail(e, EXIT_USAGE)
-            if isinstance(e, input_errors) or _is_weights_error(e):
-                return _fail(e, EXIT_INPUT)
-            raise
+        return args.func(args)
+    except usage_errors as e:
+        return _fail(e, EXIT_USAGE)
+    except (*input_errors, _weights_error()) as e:
+        return _fail(e, EXIT_INPUT)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:                           # `instructavatar info | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_INPUT
 
 
-def _is_weights_error(e: BaseException) -> bool:
+class _NeverRaised(Exception):
+    pass
+
+
+def _weights_error() -> type[Exception]:
+    """`WeightsError` if its module (which imports torch) was loaded; nothing else can have raised it."""
     mod = sys.modules.get("instructavatar.engine.weights")
-    return mod is not None and isinstance(e, mod.WeightsError)
+    return mod.WeightsError if mod is not None else _NeverRaised
 
 
 def _fail(e: BaseException, code: int) -> int:

@@ -244,7 +244,8 @@ def _clip(cfg=TINY_CLIP):
 
 
 def test_clip_paper_parameter_layout():
-    model = build_text_encoder(PAPER)           # random init, ViT-L/14 text tower
+    with torch.device("meta"):                  # shapes only: no 123M-parameter allocation
+        model = build_text_encoder(PAPER)
     assert isinstance(model, ClipTextEncoder)
     sd = model.state_dict()
     assert sd["token_embedding.weight"].shape == (49408, 768)
@@ -348,6 +349,32 @@ def test_clip_checkpoint_wrapped_and_prefixed(tmp_path):
     torch.save({"state_dict": sd, "epoch": 3}, tmp_path / "ck.pt")
     dst = load_clip_text_weights(ClipTextEncoder(TINY_CLIP), tmp_path / "ck.pt")
     torch.testing.assert_close(dst.text_projection, src.text_projection)
+
+
+def test_clip_matches_transformers_clip_text_model(tmp_path):
+    """Semantics check against an independent CLIP implementation, through the HF checkpoint converter."""
+    transformers = pytest.importorskip("transformers")
+    from safetensors.torch import save_file
+
+    c = transformers.CLIPTextConfig(
+        vocab_size=TINY_CLIP.vocab, hidden_size=TINY_CLIP.width, intermediate_size=TINY_CLIP.ffn_dim,
+        num_hidden_layers=TINY_CLIP.layers, num_attention_heads=TINY_CLIP.heads,
+        max_position_embeddings=TINY_CLIP.context, projection_dim=TINY_CLIP.width, hidden_act="quick_gelu",
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
+    torch.manual_seed(0)
+    ref = transformers.CLIPTextModelWithProjection(c).eval()
+    sd = {k: v.contiguous() for k, v in ref.state_dict().items()}
+    sd["vision_model.embeddings.patch_embedding.weight"] = torch.zeros(4, 3, 2, 2)
+    sd["visual_projection.weight"] = torch.zeros(4, 4)
+    sd["logit_scale"] = torch.tensor(4.6)
+    save_file(sd, str(tmp_path / "model.safetensors"))
+    ours = load_clip_text_weights(ClipTextEncoder(TINY_CLIP).freeze(), tmp_path / "model.safetensors")
+    tk = ClipTokenizer()(TEXTS)
+    tokens, pooled = ours.encode(tk)
+    with torch.no_grad():
+        out = ref(input_ids=torch.from_numpy(tk.ids))
+    torch.testing.assert_close(tokens, out.last_hidden_state, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pooled, out.text_embeds, atol=1e-5, rtol=1e-5)
 
 
 def test_clip_checkpoint_errors_list_keys():

@@ -1,0 +1,162 @@
+"""The bundled demo: one held-out portrait speaking one held-out sentence under four instructions.
+
+`run_demo(out_dir)` writes
+- `demo.mp4`: the four clips side by side in a 2x2 mosaic, each with its instruction written under it,
+  over the one shared audio track (same sentence, same noise seed: only the instruction differs, so the
+  clips can be compared frame by frame while the audio plays once);
+- `demo_grid.png`: one row per instruction, six columns at fixed times of the sentence.
+
+Weights: the shipped demo checkpoint (`engine.loader.DEMO_WEIGHTS`) when it is in the checkout; without
+it the demo says so and renders with random weights (the video then shows the plumbing, not behaviour).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEMO_PORTRAIT = ASSETS / "demo_portrait.png"
+DEMO_SPEECH = ASSETS / "demo_speech.wav"
+DEMO_INSTRUCTIONS = (
+    "talk happily",
+    "speak with an angry face, very strongly",
+    "talk sadly, a little",
+    "raise your eyebrows and nod",
+)
+FALLBACK_SECONDS = 4.0
+GRID_COLUMNS = 6
+CAPTION_FONT_SIZE = 10
+
+
+def write_demo_portrait(path: str | Path = DEMO_PORTRAIT, size: int = 128) -> Path:
+    """Render the bundled portrait: the first held-out identity, neutral controls, `size` px."""
+    from .avatarworld.controls import neutral
+    from .avatarworld.identity import identity, identity_ids
+    from .avatarworld.render import FaceRenderer
+
+    rgb = FaceRenderer(size).render(identity(identity_ids("heldout")[0]), neutral())
+    path = Path(path)
+    Image.fromarray(rgb).save(path, format="PNG", optimize=True)
+    return path
+
+
+def grid_frame_indices(n_frames: int, columns: int = GRID_COLUMNS) -> list[int]:
+    """`columns` frame indices evenly spread over the clip, first and last frames excluded."""
+    return [int(round(x)) for x in np.linspace(0, n_frames - 1, columns + 2)[1:-1]]
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:                                    # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def _wrap(text: str, width: int, draw: ImageDraw.ImageDraw, font) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        trial = f"{line} {word}".strip()
+        if line and draw.textlength(trial, font=font) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    return lines + ([line] if line else [])
+
+
+def caption_bar(texts: list[str], width: int) -> list[np.ndarray]:
+    """One white (h, width, 3) uint8 caption image per text, all the same height (wrapped lines)."""
+    font = _font(CAPTION_FONT_SIZE)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    wrapped = [_wrap(t, width - 4, probe, font) for t in texts]
+    line_h = CAPTION_FONT_SIZE + 2
+    height = 4 + line_h * max(len(w) for w in wrapped)
+    height += height % 2
+    out = []
+    for lines in wrapped:
+        img = Image.new("RGB", (width, height), (255, 255, 255))
+        d = ImageDraw.Draw(img)
+        for k, line in enumerate(lines):
+            d.text((2, 2 + k * line_h), line, fill=(0, 0, 0), font=font)
+        out.append(np.asarray(img))
+    return out
+
+
+def mosaic(clips: list[np.ndarray], captions: list[str]) -> np.ndarray:
+    """Four (N,S,S,3) clips -> (N, 2*(S+c), 2*S, 3): 2x2 tiles, each with its caption underneath."""
+    n, s = clips[0].shape[:2]
+    bars = caption_bar(captions, s)
+    tiles = [np.concatenate([clip, np.broadcast_to(bar, (n, *bar.shape))], axis=1)
+             for clip, bar in zip(clips, bars)]
+    top = np.concatenate(tiles[:2], axis=2)
+    bottom = np.concatenate(tiles[2:4], axis=2)
+    return np.ascontiguousarray(np.concatenate([top, bottom], axis=1))
+
+
+def run_demo(out_dir: str | Path, steps: int | None = None, random_weights: bool | None = None,
+             progress: bool = True, threads: int | None = None, seed: int = 0, log=None) -> dict[str, Path]:
+    """Render the demo into `out_dir`; returns {"video": DIR/demo.mp4, "grid": DIR/demo_grid.png}.
+
+    random_weights: None = the shipped checkpoint if present, else random (announced); True = random
+    even when the checkpoint is present; False = the checkpoint or `MissingWeightsError`.
+    """
+    from .engine.audio_io import load_audio, normalize_loudness
+    from .engine.config import get_config
+    from .engine.image_io import load_portrait
+    from .engine.loader import DEMO_WEIGHTS, load_pipeline
+    from .engine.video_io import write_png_grid, write_video
+
+    say = log or (lambda m: print(m, file=sys.stderr))
+    cfg = get_config("demo")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    if random_weights is None:
+        random_weights = not DEMO_WEIGHTS.is_file()
+        if random_weights:
+            say("the demo checkpoint is not in this checkout yet; rendering with RANDOM weights "
+                f"(expected at {DEMO_WEIGHTS})")
+    weights = None if random_weights else DEMO_WEIGHTS
+    pipeline = load_pipeline(cfg, weights=weights, random_weights=random_weights, steps=steps, threads=threads,
+                             seed=seed, announce=say)
+
+    rate, fps = cfg.media.sample_rate, cfg.media.fps
+    portrait = pipeline.prepare(load_portrait(DEMO_PORTRAIT, cfg.media.image_size))
+    if DEMO_SPEECH.is_file():
+        audio = load_audio(DEMO_SPEECH, rate, cfg.max_audio_seconds)
+        model_audio = normalize_loudness(audio)
+    else:
+        say(f"the demo speech {DEMO_SPEECH} is missing; using {FALLBACK_SECONDS:g} s of silence")
+        audio = np.zeros(int(FALLBACK_SECONDS * rate), np.float32)
+        model_audio = audio
+
+    from tqdm import tqdm
+
+    n_frames = -(-len(audio) // cfg.media.samples_per_frame)
+    bar = tqdm(total=n_frames * len(DEMO_INSTRUCTIONS), unit="frame", desc="demo", file=sys.stderr,
+               disable=not progress, dynamic_ncols=True)
+    clips = []
+    t0 = time.perf_counter()
+    try:
+        for text in DEMO_INSTRUCTIONS:
+            clips.append(pipeline.generate(portrait, audio=model_audio, instruction=text, seed=seed,
+                                           progress=bar.update))
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+
+    video = write_video(out_dir / "demo.mp4", mosaic(clips, list(DEMO_INSTRUCTIONS)), fps=fps, audio=audio,
+                        sample_rate=rate)
+    cols = grid_frame_indices(len(clips[0]))
+    grid = write_png_grid(out_dir / "demo_grid.png", [[clip[i] for i in cols] for clip in clips],
+                          row_labels=list(DEMO_INSTRUCTIONS), col_labels=[f"{i / fps:.2f} s" for i in cols])
+    seconds = len(audio) / rate
+    say(f"demo: {len(DEMO_INSTRUCTIONS)} clips x {len(clips[0])} frames ({seconds:.2f} s) in {elapsed:.1f} s, "
+        f"real-time factor {elapsed / (seconds * len(DEMO_INSTRUCTIONS)):.3f} per clip; "
+        f"{'RANDOM weights' if random_weights else DEMO_WEIGHTS.name}, {pipeline.sampler.num_steps} steps")
+    return {"video": video, "grid": grid}

@@ -1,0 +1,74 @@
+"""Shared training plumbing: run directories, resumable state, logging, learning-rate schedule."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class RunDir:
+    """runs/<name>/: state.pt (model + optimizer + step + RNG, written atomically), log.jsonl, config.json."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.path / "state.pt"
+        self.log_path = self.path / "log.jsonl"
+
+    def save_state(self, state: dict) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.state_path)
+
+    def load_state(self) -> dict | None:
+        if not self.state_path.exists():
+            return None
+        return torch.load(self.state_path, map_location="cpu", weights_only=False)
+
+    def log(self, record: dict) -> None:
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def write_json(self, name: str, data: dict) -> None:
+        (self.path / name).write_text(json.dumps(data, indent=2, default=str))
+
+
+def rng_state(rng: np.random.Generator) -> dict:
+    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
+
+
+def restore_rng(rng: np.random.Generator, state: dict) -> None:
+    rng.bit_generator.state = state["numpy"]
+    torch.set_rng_state(state["torch"])
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int = 200, floor: float = 0.05) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+class Stopwatch:
+    def __init__(self, budget_minutes: float | None):
+        self.t0 = time.time()
+        self.budget = None if budget_minutes is None else budget_minutes * 60
+
+    @property
+    def elapsed(self) -> float:
+        return time.time() - self.t0
+
+    def expired(self) -> bool:
+        return self.budget is not None and self.elapsed >= self.budget
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB for images in [-1, 1] (peak-to-peak 2)."""
+    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10 * torch.log10(4.0 / mse)

@@ -1,0 +1,187 @@
+"""Data for the motion generator: clips of the synthetic world turned into training arrays.
+
+    instructavatar train prepare --out data/motion --clips 1500 --seed 0     # needs no VAE
+    instructavatar train latents --data data/motion --vae runs/vae             # once the motion encoder is fixed
+
+`prepare` generates clips (avatarworld.dataset), draws each frame's landmark-dot image (what the motion
+encoder reads), and embeds several instruction phrasings per clip with the frozen text encoder.
+`latents` runs the VAE's motion encoder over every landmark image. Everything is stored as flat .npy
+arrays with offsets, loaded with memory mapping. Both steps are resumable per shard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..avatarworld import instructions
+from ..avatarworld.dataset import ClipDataset, GenerateConfig, generate
+from ..avatarworld.identity import identity
+from ..avatarworld.render import FaceRenderer, landmark_image
+from ..engine.config import get_config
+from ..engine.pipeline import DEFAULT_INSTRUCTION
+from ..engine.text_encoder import build_text_encoder
+from ..engine.tokenizer import build_tokenizer
+
+TEXTS_PER_CLIP = 3          # the clip's own instruction + 2 more phrasings of the same content
+TEXT_TOKENS = 40            # stored token embeddings per text (instructions are shorter; checked)
+
+
+def alternate_texts(clip, rng: np.random.Generator, n: int) -> list[str]:
+    """The clip's instruction plus n-1 other train-split phrasings of the same emotion/intensity/motions."""
+    spec = clip.spec
+    texts = [spec.instruction or DEFAULT_INSTRUCTION]
+    for _ in range(n - 1):
+        if spec.kind == "talk_neutral":
+            texts.append(DEFAULT_INSTRUCTION)
+        elif spec.kind == "motion":
+            texts.append(instructions.motion_instruction(spec.motions, rng, "train", timing=spec.timing or None))
+        elif spec.motions:
+            texts.append(instructions.combined_instruction(spec.emotion, spec.intensity, spec.motions, rng, "train",
+                                                           timing=spec.timing or None))
+        else:
+            texts.append(instructions.emotion_instruction(spec.emotion, spec.intensity, rng, "train"))
+    return texts
+
+
+def prepare(out: Path, clips: int, seed: int, config: str = "demo", workers: int = 1) -> None:
+    cfg = get_config(config)
+    out.mkdir(parents=True, exist_ok=True)
+    clip_dir = out / "clips"
+    generate(GenerateConfig(out=str(clip_dir), clips=clips, seed=seed, split="train",
+                            size=cfg.media.image_size), progress=True, workers=workers)
+    ds = ClipDataset(clip_dir, load_frames=False)
+    renderer = FaceRenderer(cfg.media.image_size)
+    tok = build_tokenizer(cfg.text)
+    enc = build_text_encoder(cfg.text, pretrained=True)
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(seed + 7)
+    per = 64
+    for k, start in enumerate(range(0, len(ds), per)):
+        shard = out / f"part_{k:04d}.npz"
+        if shard.exists():
+            continue
+        lm_imgs, key_imgs, tokens, masks, pooled, meta = [], [], [], [], [], []
+        for i in range(start, min(start + per, len(ds))):
+            clip = ds[i]
+            ident = identity(clip.identity)
+            lm_imgs.append(np.stack([landmark_image(renderer.landmarks(ident, c), cfg.media.image_size,
+                                                    cfg.vae.landmark_size) for c in clip.controls]))
+            key_imgs.append(landmark_image(renderer.landmarks(ident, clip.keyframe), cfg.media.image_size,
+                                           cfg.vae.landmark_size))
+            texts = alternate_texts(clip, rng, TEXTS_PER_CLIP)
+            t = tok(texts)
+            with torch.no_grad():
+                emb, pool = enc(torch.from_numpy(t.ids), torch.from_numpy(t.mask))
+            L = min(TEXT_TOKENS, t.ids.shape[1])
+            if int(t.mask.sum(1).max()) > L:
+                raise RuntimeError(f"instruction longer than {L} tokens: {texts}")
+            tokens.append(emb[:, :L].numpy().astype(np.float16))
+            masks.append(t.mask[:, :L].astype(np.uint8))
+            pooled.append(pool.numpy().astype(np.float16))
+            meta.append({"index": i, "texts": texts})
+        lengths = np.array([len(x) for x in lm_imgs])
+        tmp = shard.with_suffix(".tmp.npz")
+        np.savez(tmp, landmark_images=np.concatenate(lm_imgs), lengths=lengths, keyframe_images=np.stack(key_imgs),
+                 tokens=np.stack(tokens), token_mask=np.stack(masks), pooled=np.stack(pooled),
+                 meta=np.array(json.dumps(meta)))
+        tmp.rename(shard)
+        print(f"[prepare] part {k}: clips {start}..{start + len(lm_imgs) - 1}", flush=True)
+
+
+@torch.no_grad()
+def encode_latents(data: Path, vae_state: Path, config: str = "demo", threads: int = 1) -> Path:
+    """Motion latents for every frame and keyframe, with the VAE's (frozen) motion encoder."""
+    from ..engine.vae import VAE
+
+    cfg = get_config(config)
+    torch.set_num_threads(threads)
+    vae = VAE(cfg.vae, cfg.media.image_size)
+    state = torch.load(vae_state, map_location="cpu", weights_only=False)
+    vae.load_state_dict(state["model"] if "model" in state else state)
+    vae.eval()
+    frames, keys = [], []
+    for part in sorted(data.glob("part_*.npz")):
+        z = np.load(part)
+        imgs = z["landmark_images"]
+        lat = []
+        for i in range(0, len(imgs), 512):
+            x = torch.from_numpy(imgs[i:i + 512].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
+            lat.append(vae.encode_motion(x).numpy())
+        frames.append(np.concatenate(lat))
+        k = torch.from_numpy(z["keyframe_images"].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
+        keys.append(vae.encode_motion(k).numpy())
+    out = data / "latents.npz"
+    np.savez(out, frames=np.concatenate(frames), keyframes=np.concatenate(keys),
+             vae_step=np.array(state.get("step", -1)))
+    return out
+
+
+class MotionData:
+    """Everything the motion trainer samples from, in memory (a few hundred MB for ~1500 clips)."""
+
+    def __init__(self, data: Path, config: str = "demo"):
+        cfg = get_config(config)
+        ds = ClipDataset(data / "clips", load_frames=False)
+        parts = sorted(data.glob("part_*.npz"))
+        lat = np.load(data / "latents.npz")
+        self.latents = lat["frames"].astype(np.float32)
+        self.keyframes = lat["keyframes"].astype(np.float32)
+        tokens, masks, pooled, lengths = [], [], [], []
+        for p in parts:
+            z = np.load(p)
+            tokens.append(z["tokens"])
+            masks.append(z["token_mask"])
+            pooled.append(z["pooled"])
+            lengths.append(z["lengths"])
+        self.tokens = np.concatenate(tokens)          # (C, K, L, Dt) fp16
+        self.token_mask = np.concatenate(masks)       # (C, K, L)
+        self.pooled = np.concatenate(pooled)          # (C, K, Dt) fp16
+        lengths = np.concatenate(lengths)
+        n = len(lengths)
+        self.frame_offsets = np.concatenate([[0], np.cumsum(lengths)])
+        clips = [ds[i] for i in range(n)]
+        self.audio = [c.audio for c in clips]
+        self.pose = np.concatenate([c.pose for c in clips]).astype(np.float32)
+        self.au_clip = np.stack([c.au_clip for c in clips]).astype(np.float32)
+        self.target_aus = np.stack([c.target_aus for c in clips]).astype(np.float32)
+        self.intensity = np.array([c.intensity for c in clips])
+        self.kind = [c.kind for c in clips]
+        self.identity = np.array([c.identity for c in clips])
+        self.lengths = lengths
+        self.spf = cfg.media.samples_per_frame
+        if len(self.latents) != self.frame_offsets[-1]:
+            raise RuntimeError("latents.npz does not match the prepared parts: run `train latents` again")
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="instructavatar train prepare|latents")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--out", default="data/motion")
+    p.add_argument("--clips", type=int, default=1500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config", default="demo")
+    p.add_argument("--workers", type=int, default=1)
+    q = sub.add_parser("latents")
+    q.add_argument("--data", default="data/motion")
+    q.add_argument("--vae", default="runs/vae/state.pt")
+    q.add_argument("--config", default="demo")
+    q.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    if args.cmd == "prepare":
+        prepare(Path(args.out), args.clips, args.seed, args.config, args.workers)
+    else:
+        print(encode_latents(Path(args.data), Path(args.vae), args.config, args.threads))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

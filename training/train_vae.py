@@ -1,0 +1,136 @@
+"""Train the demo VAE (appearance encoder, motion encoder, keyframe encoder, decoder) on rendered pairs.
+
+    instructavatar train vae --config demo --run runs/vae [--minutes 60] [--steps 20000]
+
+Resumable: state.pt in the run directory is rewritten every `--save-every` steps and on exit; running the
+same command again continues from it (same data stream: the sampler's RNG state is saved too).
+Loss: L1 + MSE reconstruction of the target frame from (source appearance, target landmarks), a small KL
+on both latents, and the keyframe head regressing the motion encoder's latent from the target's RGB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..engine.config import get_config
+from ..engine.vae import VAE
+from .common import RunDir, Stopwatch, cosine_lr, psnr, restore_rng, rng_state
+from .vae_data import FramePairSampler, fixed_eval_set
+
+
+def kl(moments: torch.Tensor) -> torch.Tensor:
+    mean, logvar = moments.chunk(2, dim=1)
+    logvar = logvar.clamp(-30, 20)
+    return 0.5 * (mean**2 + logvar.exp() - 1 - logvar).flatten(1).sum(1).mean()
+
+
+def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train: bool = True) -> dict:
+    app_m = vae.appearance_encoder(batch["source"])
+    mot_m = vae.motion_encoder(batch["landmarks"])
+    app_mean, app_logvar = app_m.chunk(2, dim=1)
+    mot_mean, mot_logvar = mot_m.chunk(2, dim=1)
+    if train:                                   # reparameterised samples (KL autoencoder)
+        app = app_mean + torch.randn_like(app_mean) * (0.5 * app_logvar.clamp(-30, 20)).exp()
+        mot = mot_mean + torch.randn_like(mot_mean) * (0.5 * mot_logvar.clamp(-30, 20)).exp()
+    else:
+        app, mot = app_mean, mot_mean
+    recon = vae.decode(mot.flatten(1), app)
+    target = batch["target"]
+    key = vae.keyframe_encoder(target)
+    losses = {
+        "l1": (recon - target).abs().mean(),
+        "mse": ((recon - target) ** 2).mean(),
+        "kl": kl(app_m) + kl(mot_m),
+        "keyframe": F.mse_loss(key, mot_mean.flatten(1).detach()),
+    }
+    losses["total"] = losses["l1"] + losses["mse"] + kl_weight * losses["kl"] + 0.1 * losses["keyframe"]
+    losses["psnr"] = psnr(recon.detach(), target).mean()
+    return losses
+
+
+def to_tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in batch.items() if k in ("source", "target", "landmarks")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="instructavatar train vae")
+    ap.add_argument("--config", default="demo")
+    ap.add_argument("--run", default="runs/vae")
+    ap.add_argument("--steps", type=int, default=20000)
+    ap.add_argument("--minutes", type=float, default=None, help="stop (and save) after this much wall time")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--kl-weight", type=float, default=1e-5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--save-every", type=int, default=200)
+    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--freeze-motion", action="store_true",
+                    help="keep the motion encoder fixed (once motion training has started on its latents)")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    cfg = get_config(args.config)
+    run = RunDir(args.run)
+    run.write_json("args.json", vars(args))
+    torch.manual_seed(args.seed)
+    vae = VAE(cfg.vae, cfg.media.image_size)
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    rng = np.random.default_rng(args.seed)
+    step, spent = 0, 0.0
+    state = run.load_state()
+    if state is not None:
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        restore_rng(rng, state["rng"])
+        step, spent = state["step"], state.get("seconds", 0.0)
+        print(f"[vae] resumed at step {step} ({spent / 60:.1f} min so far)")
+    if args.freeze_motion:
+        vae.motion_encoder.requires_grad_(False)
+        print("[vae] motion encoder frozen")
+    sampler = FramePairSampler(cfg.media.image_size, cfg.vae.landmark_size, "train")
+    evalset = to_tensors(fixed_eval_set(cfg.media.image_size, cfg.vae.landmark_size, 32))
+    clock = Stopwatch(args.minutes)
+
+    def save():
+        run.save_state({"model": vae.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(rng),
+                        "step": step, "seconds": spent + clock.elapsed, "config": cfg.name})
+
+    t_log = time.time()
+    while step < args.steps and not clock.expired():
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, args.steps, args.lr)
+        vae.train()
+        losses = vae_losses(vae, to_tensors(sampler.batch(args.batch, rng)), args.kl_weight)
+        opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_([p for p in vae.parameters() if p.requires_grad], 1.0)
+        opt.step()
+        step += 1
+        if step % 25 == 0:
+            rec = {"step": step, "seconds": round(spent + clock.elapsed, 1),
+                   **{k: round(float(v), 5) for k, v in losses.items()}}
+            run.log(rec)
+            print(f"[vae] step {step} loss {rec['total']:.4f} psnr {rec['psnr']:.2f} "
+                  f"({(time.time() - t_log) / 25:.2f} s/step)", flush=True)
+            t_log = time.time()
+        if step % args.eval_every == 0 or step == args.steps:
+            vae.eval()
+            with torch.no_grad():
+                ev = vae_losses(vae, evalset, args.kl_weight, train=False)
+            run.log({"step": step, "eval_psnr_heldout": float(ev["psnr"]), "eval_keyframe": float(ev["keyframe"])})
+            print(f"[vae] eval (held-out identities) psnr {float(ev['psnr']):.2f} dB", flush=True)
+        if step % args.save_every == 0:
+            save()
+    save()
+    print(f"[vae] stopped at step {step}; state in {run.state_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

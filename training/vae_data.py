@@ -1,0 +1,76 @@
+"""Frame pairs for VAE training, rendered on the fly from the synthetic world.
+
+A pair = two frames of the same identity: the source gives appearance (half the time a still, near-
+neutral portrait, as at inference; otherwise another random frame), the target gives motion (its
+landmark-dot image) and is the reconstruction target. Target controls mix realistic behaviour
+(emotions, motion instructions, speech mouths) with uniformly random controls for coverage.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..avatarworld import behaviour, clips
+from ..avatarworld.controls import INDEX, NUM_CONTROLS, SPEECH_SLICE, clip_controls
+from ..avatarworld.identity import identity, identity_ids
+from ..avatarworld.instructions import EMOTIONS
+from ..avatarworld.render import FaceRenderer, landmark_image
+
+
+def random_controls(rng: np.random.Generator) -> np.ndarray:
+    """One frame's controls: realistic (emotion + speech, motion instruction) or uniformly random."""
+    u = rng.random()
+    n = 30
+    if u < 0.45:
+        c = behaviour.emotion_controls(str(rng.choice(EMOTIONS)), int(rng.integers(1, 4)), n, rng)[rng.integers(n)]
+        if rng.random() < 0.7:                                   # talking mouth
+            c[SPEECH_SLICE] = (rng.uniform(0, 0.9), rng.uniform(-0.8, 0.8), rng.uniform(0, 0.8))
+    elif u < 0.75:
+        motions, sequential, _ = clips.sample_motions(rng)
+        c = behaviour.motion_controls(motions, n, rng, sequential=sequential)[rng.integers(n)]
+    else:
+        c = np.zeros(NUM_CONTROLS, np.float32)
+        aus = rng.random(16) < 0.25
+        c[:16] = aus * rng.uniform(0.2, 1.0, 16)
+        c[INDEX["eye_close_l"]], c[INDEX["eye_close_r"]] = (rng.random(2) < 0.08) * rng.uniform(0.5, 1, 2)
+        c[SPEECH_SLICE] = (rng.uniform(0, 0.9), rng.uniform(-0.8, 0.8), rng.uniform(0, 0.8))
+        c[INDEX["yaw"]], c[INDEX["pitch"]], c[INDEX["roll"]] = rng.uniform(-25, 25), rng.uniform(-18, 18), \
+            rng.uniform(-15, 15)
+        c[INDEX["tx"]], c[INDEX["ty"]] = rng.uniform(-0.06, 0.06, 2)
+        c[INDEX["gaze_x"]], c[INDEX["gaze_y"]] = rng.uniform(-1, 1, 2)
+    return clip_controls(c)
+
+
+def portrait_controls(rng: np.random.Generator) -> np.ndarray:
+    """A still, near-neutral portrait (eyes open, mouth closed, small pose)."""
+    c = behaviour.idle_controls(20, rng, blinks=False)[rng.integers(20)]
+    return clip_controls(c)
+
+
+class FramePairSampler:
+    def __init__(self, image_size: int, landmark_size: int, split: str = "train"):
+        self.renderer = FaceRenderer(image_size)
+        self.size, self.lm_size = image_size, landmark_size
+        self.ids = identity_ids(split)
+
+    def sample(self, rng: np.random.Generator, ident_index: int | None = None) -> dict[str, np.ndarray]:
+        ident = identity(int(rng.choice(self.ids)) if ident_index is None else ident_index)
+        src = portrait_controls(rng) if rng.random() < 0.5 else random_controls(rng)
+        tgt = random_controls(rng)
+        source = self.renderer.render(ident, src)
+        target, lms = self.renderer.render_with_landmarks(ident, tgt)
+        return {"source": source, "target": target,
+                "landmarks": landmark_image(lms, self.size, self.lm_size), "controls": tgt}
+
+    def batch(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        items = [self.sample(rng) for _ in range(n)]
+        out = {k: np.stack([it[k] for it in items]) for k in items[0]}
+        for k in ("source", "target", "landmarks"):                      # uint8 NHWC -> float NCHW [-1, 1]
+            out[k] = out[k].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
+        return out
+
+
+def fixed_eval_set(image_size: int, landmark_size: int, n: int, seed: int = 1234,
+                   split: str = "heldout") -> dict[str, np.ndarray]:
+    """A fixed batch of held-out-identity pairs for validation (same every run)."""
+    return FramePairSampler(image_size, landmark_size, split).batch(n, np.random.default_rng(seed))
