@@ -292,6 +292,81 @@ def clip_report(ev: Evaluators, n_clips: int, seed: int) -> dict:
     return rep
 
 
+# --------------------------------------------------------------------------------------------------- readme
+def _f(x, nd: int = 3) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def readme_text(info: dict, size_bytes: int, machine: str) -> str:
+    """The checkpoint README: what the evaluators are, how they were trained, the held-out accuracies."""
+    rep, t = info["report"], info["times"]
+    iid, cl = rep["iid_heldout"], rep["clips_heldout"]
+    cm = cl["clip_metrics"]
+    per_au = "  ".join(f"{k}:{_f(v, 2)}" for k, v in iid["au_f1_per_au"].items())
+    per_au_clip = "  ".join(f"{k}:{_f(v, 2)}" for k, v in cl["au_f1_per_au"].items())
+    a = info["args"]
+    vis = f'{_f(iid["au_f1_visible_micro"])} / {_f(iid["au_f1_visible_macro"])}'
+    pose = f'{_f(iid["yaw_mae_deg"], 2)} / {_f(iid["pitch_mae_deg"], 2)} / {_f(iid["roll_mae_deg"], 2)}'
+    inten = f'{_f(rep["intensity_heldout_acc"])} (train-identity calibration clips: {_f(rep["intensity_calib_acc"])})'
+    return f"""# Evaluator checkpoints of the synthetic world
+
+`{CHECKPOINT_NAME}` ({size_bytes / 1e6:.2f} MB, fp16 safetensors): the evaluators of `avatarworld/evaluators.py`
+(one small CNN, 64x64 face crop in; AU activity + intensity for the {len(C.AU_IDS)} AUs of `controls.AU_IDS`,
+yaw/pitch/roll, mouth opening/width/round, gaze, eye closures), trained **only on renderer output** of
+train-split identities, with its calibration in the safetensors metadata: the intensity-level thresholds
+(`intensity_thresholds`, per emotion) and the AU25/AU26 table (`mouth_au_table`). Load it with
+`instructavatar.avatarworld.evaluators.load_evaluators()` (strict). `evaluators_report.json` holds every
+number below.
+
+## Training
+
+    {info["command"]}
+
+{a["frames"]} rendered frames (half random controls with balanced AUs, half frames of data-generator clips),
+{a["steps"]} steps of batch {a["batch"]}, AdamW + one-cycle lr {a["lr"]}, seed {a["seed"]}, {a["threads"]} torch
+thread(s), {a["workers"]} render processes. Time on {machine}: render {t["render_s"]:.0f} s, train
+{t["train_s"]:.0f} s, calibrate {t["calibrate_s"]:.0f} s, held-out evaluation {t["evaluate_s"]:.0f} s, total
+{t["total_s"] / 60:.1f} min (torch {info["torch"]}).
+
+## Accuracy on held-out identities (never seen in training)
+
+I.i.d. frames ({iid["frames"]}: half random controls, half data-generator frames; 128 px renders; no context):
+
+| | value |
+|---|---|
+| AU F1, 12 single-frame-visible AUs, micro / macro | {vis} |
+| AU F1, all {len(C.AU_IDS)} AUs without context, micro / macro | {_f(iid["au_f1_micro"])} / {_f(iid["au_f1_macro"])} |
+| AU intensity MAE | {_f(iid["au_intensity_mae"])} |
+| pose MAE yaw / pitch / roll (deg) | {pose} |
+| mouth opening MAE / corr | {_f(iid["mouth_opening_mae"])} / {_f(iid["mouth_opening_corr"])} |
+| speech_width MAE / corr | {_f(iid["mouth_width_mae"])} / {_f(iid["mouth_width_corr"])} |
+| speech_round MAE / corr | {_f(iid["mouth_round_mae"])} / {_f(iid["mouth_round_corr"])} |
+| gaze MAE, eye closure MAE | {_f(iid["gaze_mae"])}, {_f(iid["eyes_mae"])} |
+
+Per-AU F1 (i.i.d., no context): {per_au}
+
+Whole held-out data-generator clips ({cm["clips"]} clips, {cl["frames"]} frames, with context: the clip's
+speech track for AU25/AU26 and the eye-closure duration rule for AU43/AU45), i.e. the renderer upper bound of
+`instructavatar-eval`:
+
+| | value |
+|---|---|
+| AU F1 per frame, all {len(C.AU_IDS)} AUs, micro / macro | {_f(cl["au_f1_micro"])} / {_f(cl["au_f1_macro"])} |
+| AU_F1 (clip level, AU active in >= 3 frames) | {_f(cm["au_f1"])} |
+| AU_Emo | {_f(cm["au_emo"])} |
+| pose MAE (deg) | {_f(cl["pose_mae_deg"], 2)} |
+| lip sync corr / MAE vs speech_jaw | {_f(cm["lipsync_corr"])} / {_f(cm["lipsync_mae"])} |
+| instructed head motion detected | {_f(cm["motion_ok"])} |
+| intensity level accuracy, held-out emotion clips | {inten} |
+
+Per-AU F1 (clips, with context): {per_au_clip}
+
+AU25 (lips part), AU26 (jaw drop) and the speech jaw are drawn identically by the renderer (they only open
+the mouth), and AU43 / AU45 both close both eyes, so those four AUs are resolved from context (see
+`evaluators.py`); without context their single-frame F1 is only the prior's.
+"""
+
+
 # --------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -307,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-frames", type=int, default=2000, help="held-out i.i.d. frames")
     ap.add_argument("--eval-clips", type=int, default=40, help="held-out generator clips")
     ap.add_argument("--eval-per-cell", type=int, default=2, help="held-out clips per (emotion, level)")
+    ap.add_argument("--machine", default=f"{os.cpu_count()} CPU cores (shared)", help="for the README")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = EvaluatorConfig()
@@ -346,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     path = ev.save(os.path.join(args.out, CHECKPOINT_NAME))
     with open(os.path.join(args.out, "evaluators_report.json"), "w") as f:
         json.dump(ev.info, f, indent=1, default=float)
+    with open(os.path.join(args.out, "README.md"), "w") as f:
+        f.write(readme_text(ev.info, os.path.getsize(path), args.machine))
     print(json.dumps({k: v for k, v in report.items()}, indent=1, default=float))
     print(f"times: {json.dumps({k: round(v, 1) for k, v in times.items()})}")
     print(f"wrote {path} ({os.path.getsize(path) / 1e6:.2f} MB)")

@@ -120,11 +120,6 @@ def cmd_render(args) -> int:
         _check_file(args.weights, "weights file")
     if args.clip_weights:
         _check_file(args.clip_weights, "CLIP weights file")
-        if cfg.text.kind != "clip":
-            _warn(f"--clip-weights is ignored: config {cfg.name!r} uses the {cfg.text.kind} text encoder")
-    elif cfg.text.kind == "clip" and not args.random_weights:
-        _warn(f"config {cfg.name!r} uses the CLIP ViT-L/14 text encoder and no --clip-weights was given: "
-              "the text encoder is random")
 
     portrait = load_portrait(args.image, cfg.media.image_size)
     rate, fps = cfg.media.sample_rate, cfg.media.fps
@@ -135,6 +130,13 @@ def cmd_render(args) -> int:
     else:
         n_samples = int(round(args.seconds * rate))
     out = check_output(args.out)
+    if args.clip_weights and cfg.text.kind != "clip":
+        _warn(f"--clip-weights is ignored: config {cfg.name!r} uses the {cfg.text.kind} text encoder")
+    elif not args.clip_weights and cfg.text.kind == "clip" and not args.random_weights:
+        _warn(f"config {cfg.name!r} uses the CLIP ViT-L/14 text encoder and no --clip-weights was given: "
+              "the text encoder is random")
+
+    from safetensors import SafetensorError
 
     from .engine.loader import load_pipeline
     from .engine.text_encoder import WeightLoadError
@@ -144,8 +146,8 @@ def cmd_render(args) -> int:
         pipeline = load_pipeline(cfg, weights=args.weights, random_weights=args.random_weights,
                                  backend=args.backend, steps=args.steps, eta=args.eta, threads=args.threads,
                                  clip_weights=args.clip_weights, seed=args.seed)
-    except WeightLoadError as e:
-        raise InputError(f"cannot load CLIP weights: {_one_line(e)}") from None
+    except (WeightLoadError, SafetensorError) as e:       # only the CLIP file is read outside WeightsError
+        raise InputError(f"cannot load CLIP weights {args.clip_weights}: {_one_line(e)}") from None
     load_s = time.perf_counter() - t0
 
     # `Pipeline.generate` drops the tokenizer's warnings, so the truncation check is made here.

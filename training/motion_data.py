@@ -147,6 +147,7 @@ class MotionData:
         clips = [ds[i] for i in range(n)]
         self.audio = [c.audio for c in clips]
         self.pose = np.concatenate([c.pose for c in clips]).astype(np.float32)
+        self.au_frames = np.concatenate([c.au_frames for c in clips])
         self.au_clip = np.stack([c.au_clip for c in clips]).astype(np.float32)
         self.target_aus = np.stack([c.target_aus for c in clips]).astype(np.float32)
         self.intensity = np.array([c.intensity for c in clips])

@@ -418,3 +418,29 @@ def test_corrupt_file_is_a_weights_error(demo_model, tmp_path, how):
 def test_missing_file_is_a_weights_error(tmp_path):
     with pytest.raises(WeightsError, match="not found"):
         load_checkpoint(_fresh_demo(), tmp_path / "nope.safetensors")
+
+
+def test_docs_embed_the_generated_table():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "weights.md").read_text()
+    assert describe_mapping() in doc
+
+
+def test_partial_load_into_a_model(demo_model):
+    from instructavatar.engine.weights import load_authors_state_dict
+
+    c = get_config("demo").audio.conformer
+    meta: dict[str, torch.Tensor] = {}
+    _torchaudio_layer(meta, "audio_encoder.conformer_layers.1", c.d_model, c.ffn_dim, c.kernel)
+    sd = {k: (torch.randn(v.shape) if v.is_floating_point() else torch.zeros(v.shape, dtype=v.dtype))
+          for k, v in meta.items()}
+    model = _fresh_demo()
+    res = load_authors_state_dict(model, sd)
+    own = model.trainable_state_dict()
+    assert len(res.mapped) == len(sd) and not res.unmapped
+    for ours, srcs in res.sources.items():
+        assert torch.equal(own[ours], sd[srcs[0]])
+    sd["audio_encoder.conformer_layers.1.ffn1.sequential.1.weight"] = torch.zeros(3, 3)
+    with pytest.raises(WeightsError, match="ffn1.fc1.weight"):
+        load_authors_state_dict(_fresh_demo(), sd)
