@@ -17,6 +17,7 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+
 from instructavatar.avatarworld.controls import HIGH, LOW, NUM_CONTROLS  # noqa: E402
 from instructavatar.avatarworld.identity import identity  # noqa: E402
 from instructavatar.avatarworld.render import FaceRenderer, landmark_image  # noqa: E402

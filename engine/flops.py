@@ -75,7 +75,8 @@ def _costs(cfg: ModelConfig) -> list[ComponentCost]:
     ]
 
 
-def per_frame_gflop(costs: list[ComponentCost], steps: int) -> float:
-    """Steady-state GFLOP per output frame: decoder + audio + denoiser x steps x (window / chunk)."""
+def per_frame_gflop(costs: list[ComponentCost], steps: int, window_over_chunk: float = 1.0) -> float:
+    """Steady-state GFLOP per output frame: decoder + (audio + denoiser x steps) x (window / chunk), since
+    the audio encoder and the denoiser run over the whole window (known prefix + new chunk)."""
     by = {c.name: c for c in costs}
-    return by["vae.decoder"].gflop + by["audio_encoder"].gflop + by["denoiser"].gflop * steps
+    return by["vae.decoder"].gflop + (by["audio_encoder"].gflop + by["denoiser"].gflop * steps) * window_over_chunk

@@ -30,13 +30,17 @@ def build_model(cfg: ModelConfig, weights: str | Path | None = None, random_weig
     from .model import InstructAvatar
     from .weights import load_checkpoint
 
-    torch.manual_seed(seed)
-    model = InstructAvatar(cfg, pretrained_text=(cfg.text.kind == "minilm"))
-    path = Path(weights) if weights else default_weights(cfg)
+    path = Path(weights) if weights else (None if random_weights else default_weights(cfg))
     if path is None and not random_weights:
         raise MissingWeightsError(
             f"no weights for config {cfg.name!r}: pass --weights FILE, or --random-weights to run with "
             "random weights (output will be noise-like)")
+    if path is not None and not path.is_file():
+        from .weights import WeightsError
+
+        raise WeightsError(f"weights file not found: {path}")
+    torch.manual_seed(seed)
+    model = InstructAvatar(cfg, pretrained_text=(cfg.text.kind == "minilm"))
     if path is not None:
         load_checkpoint(model, path)
     if cfg.text.kind == "clip" and clip_weights:

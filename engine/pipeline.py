@@ -127,7 +127,7 @@ class Pipeline:
         self.backend = backend
         self.tokenizer = tokenizer
         self.sampler = DDIMSampler(cfg.diffusion)
-        self.sampler.set_timesteps(steps or cfg.diffusion.sample_steps, eta)
+        self.sampler.set_timesteps(cfg.diffusion.sample_steps if steps is None else steps, eta)
         self.decode_batch = decode_batch
         self.timings = StageTimings()
         self.scale = cfg.diffusion.latent_scale
@@ -232,13 +232,17 @@ class Pipeline:
 
     # -- whole inputs ---------------------------------------------------------------------------------
     def generate(self, portrait, audio: np.ndarray | None = None, seconds: float | None = None,
-                 instruction: str | None = None, seed: int = 0, progress=None) -> np.ndarray:
-        """Offline: all frames for `audio` (16 kHz mono float32) or `seconds` of silence (motion only)."""
+                 instruction: str | None = None, seed: int = 0, progress=None,
+                 warnings: list[str] | None = None) -> np.ndarray:
+        """Offline: all frames for `audio` (16 kHz mono float32) or `seconds` of silence (motion only).
+        Warnings (e.g. a truncated instruction) are appended to `warnings` when a list is given."""
         if (audio is None) == (seconds is None):
             raise ValueError("give either audio or seconds")
         if audio is None:
             audio = np.zeros(int(round(seconds * self.cfg.media.sample_rate)), np.float32)
-        session, _ = self.new_session(portrait, instruction, seed)
+        session, found = self.new_session(portrait, instruction, seed)
+        if warnings is not None:
+            warnings.extend(found)
         return np.concatenate(list(self.stream(session, _chunks(audio, self.chunk_samples), progress)))
 
     def stream(self, session: Session, audio_chunks: Iterable[np.ndarray], progress=None) -> Iterator[np.ndarray]:

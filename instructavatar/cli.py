@@ -150,7 +150,7 @@ def cmd_render(args) -> int:
         raise InputError(f"cannot load CLIP weights {args.clip_weights}: {_one_line(e)}") from None
     load_s = time.perf_counter() - t0
 
-    # `Pipeline.generate` drops the tokenizer's warnings, so the truncation check is made here.
+    # Checked before rendering so the warning comes first (generate(warnings=...) reports it only after).
     if pipeline.tokenizer([instruction]).truncated[0]:
         _warn(f"instruction truncated to {pipeline.tokenizer.context} tokens (the text encoder's context)")
 
@@ -237,8 +237,7 @@ def model_info(config_name: str) -> dict:
         "per_frame_gflop": per_frame_gflop(costs, steps),
         # The pipeline runs the audio encoder and the denoiser over the whole window (prefix + chunk) for
         # each chunk of new frames, so in streaming those two terms cost window/chunk times more per frame.
-        "per_frame_gflop_windowed": by["vae.decoder"].gflop + overlap * (by["audio_encoder"].gflop
-                                                                         + by["denoiser"].gflop * steps),
+        "per_frame_gflop_windowed": per_frame_gflop(costs, steps, overlap),
         "sizes": {
             "image": cfg.media.image_size, "fps": cfg.media.fps, "sample_rate": cfg.media.sample_rate,
             "samples_per_frame": cfg.media.samples_per_frame,
@@ -352,7 +351,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo_out", help="output folder (default ./demo_out)")
     _model_args(d)
     d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("train", add_help=False, help="training steps: vae, prepare, latents, motion, package",
+                       description="instructavatar train {vae,prepare,latents,motion,package} [options]")
+    t.add_argument("rest", nargs=argparse.REMAINDER)
+    t.set_defaults(func=cmd_train)
     return p
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training.cli import main as train_main
+
+    return train_main(args.rest)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:

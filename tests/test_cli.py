@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from instructavatar.engine.video_io import read_video
 
 from instructavatar import __version__
 from instructavatar.cli import main
+from instructavatar.engine.video_io import read_video
 
 torch.set_num_threads(1)
 

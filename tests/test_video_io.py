@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from instructavatar.engine.video_io import read_video, write_png_grid, write_video
 from PIL import Image
+
+from instructavatar.engine.video_io import read_video, write_png_grid, write_video
 
 SR = 16000
 

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+
 from instructavatar.engine.audio_frontend import (
     EDGE_PAD,
     LogMelFrontend,

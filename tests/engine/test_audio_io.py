@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+
 from instructavatar.engine.audio_io import (
     AudioInputError,
     StreamResampler,

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from instructavatar.engine.config import DiffusionConfig
 from instructavatar.engine.ddim import DDIMSampler, vp_alphas_cumprod
 

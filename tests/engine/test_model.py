@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+
 from instructavatar.engine.config import ConformerConfig, get_config
 from instructavatar.engine.denoiser import Denoiser
 from instructavatar.engine.model import InstructAvatar

@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from instructavatar.engine.backend import InstructionTensors
 from instructavatar.engine.config import StreamConfig, get_config
 from instructavatar.engine.loader import load_pipeline

@@ -10,6 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+
 from instructavatar.engine.config import get_config
 from instructavatar.engine.text_encoder import (
     ClipTextEncoder,

@@ -15,6 +15,8 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
+
 from instructavatar.engine.config import get_config
 from instructavatar.engine.model import InstructAvatar
 from instructavatar.engine.weights import (
@@ -27,7 +29,6 @@ from instructavatar.engine.weights import (
     map_authors_state_dict,
     save_checkpoint,
 )
-from safetensors.torch import save_file
 
 META = torch.device("meta")
 

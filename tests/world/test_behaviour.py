@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from instructavatar.avatarworld import behaviour as B
 from instructavatar.avatarworld import instructions
 from instructavatar.avatarworld.controls import (

@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+
 from instructavatar.avatarworld import behaviour, clips, instructions, speech
 from instructavatar.avatarworld.controls import AU_IDS, INDEX, ROTATION_SLICE, SPEECH_SLICE, active_aus
 from instructavatar.avatarworld.corpus import sentence_ids

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from instructavatar.avatarworld import clips, dataset
 from instructavatar.avatarworld.cli import main
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from instructavatar.avatarworld import behaviour, identity
 from instructavatar.avatarworld import controls as C
 from instructavatar.avatarworld import evaluators as E

@@ -6,6 +6,7 @@ import hashlib
 
 import numpy as np
 import pytest
+
 from instructavatar.avatarworld.controls import neutral
 from instructavatar.avatarworld.identity import (
     ACCESSORIES,

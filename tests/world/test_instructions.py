@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+
 from instructavatar.avatarworld import instructions as I
 
 SPLITS = ("train", "heldout")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from instructavatar.avatarworld import controls as C
 from instructavatar.avatarworld import metrics as M
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from instructavatar.avatarworld.controls import INDEX, NUM_CONTROLS, neutral
 from instructavatar.avatarworld.identity import identity
 from instructavatar.avatarworld.render import (
