@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import AudioConfig
+from .state_dict import state_dict_mismatch
 
 SAMPLE_RATE = 16000
 SAMPLES_PER_VIDEO_FRAME = 640           # 16 kHz / 25 fps
@@ -227,24 +228,13 @@ def load_wav2vec2_feature_weights(module: Wav2Vec2FeatureExtractor, state_dict: 
                 k = pattern.sub(repl, k)
                 break
         mapped[k] = torch.as_tensor(v)
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(mapped))
-    unexpected = sorted(set(mapped) - set(expected))
-    shapes = sorted(f"{k} {tuple(mapped[k].shape)} != {tuple(expected[k].shape)}"
-                    for k in set(expected) & set(mapped) if mapped[k].shape != expected[k].shape)
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:4]}{' ...' if len(missing) > 4 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:4]}{' ...' if len(unexpected) > 4 else ''}")
-        if shapes:
-            parts.append(f"shape mismatch {shapes[:4]}")
+    problem = state_dict_mismatch(module.state_dict(), mapped, limit=4)
+    if problem:
         hint = ""
+        unexpected = set(mapped) - set(module.state_dict())
         if any("layer_norm" in k for k in unexpected) or any(k.endswith("conv.bias") for k in unexpected):
             hint = " (a 'layer'-mode checkpoint such as XLSR? build the extractor with mode='layer')"
-        raise ValueError(f"wav2vec2 feature weights do not fit the {module.mode}-mode extractor: "
-                         + "; ".join(parts) + hint)
+        raise ValueError(f"wav2vec2 feature weights do not fit the {module.mode}-mode extractor: {problem}{hint}")
     module.load_state_dict(mapped, strict=True)
 
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import TextConfig
+from .state_dict import state_dict_mismatch
 from .tokenizer import MINILM_PIP, minilm_model_dir
 
 __all__ = [
@@ -223,22 +224,9 @@ def _strip_prefix(sd: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
 
 def _load_strict(model: nn.Module, sd: Mapping[str, Tensor], source: str) -> None:
     """load_state_dict(strict) with one error that lists every missing/unexpected key and shape mismatch."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    mismatched = sorted(
-        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(sd) if tuple(sd[k].shape) != tuple(own[k].shape)
-    )
-    if missing or unexpected or mismatched:
-        parts = [f"{source} does not fit {type(model).__name__}:"]
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {', '.join(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-        if mismatched:
-            parts.append(f"shape mismatches ({len(mismatched)}): {'; '.join(mismatched)}")
-        raise WeightLoadError("\n  ".join(parts))
+    problem = state_dict_mismatch(model.state_dict(), sd, limit=1000)
+    if problem:
+        raise WeightLoadError(f"{source} does not fit {type(model).__name__}: {problem}")
     model.load_state_dict(sd, strict=True)   # copies (and casts fp16 -> the model's dtype)
 
 

@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .model import TEXT_ENCODER_PREFIX, InstructAvatar
+from .state_dict import state_dict_mismatch
 
 FORMAT_VERSION = "1"
 
@@ -52,21 +53,9 @@ def read_metadata(path: str | Path) -> dict:
 
 
 def check_state_dict(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor], source: str) -> None:
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    mismatched = sorted(f"{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(expected[k].shape)}"
-                        for k in set(expected) & set(given) if tuple(given[k].shape) != tuple(expected[k].shape))
-    if missing or unexpected or mismatched:
-        def show(items):
-            return ", ".join(items[:12]) + (f" ... (+{len(items) - 12} more)" if len(items) > 12 else "")
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing: {show(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected: {show(unexpected)}")
-        if mismatched:
-            parts.append(f"{len(mismatched)} shape mismatches: {show(mismatched)}")
-        raise WeightsError(f"weights {source} do not match the model; " + "; ".join(parts))
+    problem = state_dict_mismatch(expected, given)
+    if problem:
+        raise WeightsError(f"weights {source} do not match the model; {problem}")
 
 
 def load_checkpoint(model: InstructAvatar, path: str | Path) -> dict:

@@ -388,8 +388,8 @@ def test_clip_checkpoint_errors_list_keys():
         load_clip_text_weights(ClipTextEncoder(TINY_CLIP), sd)
     msg = str(e.value)
     assert "text_projection: checkpoint (64, 32) vs model (64, 64)" in msg
-    assert "missing keys (1): ln_final.bias" in msg
-    assert "unexpected keys (1): transformer.resblocks.9.ln_1.weight" in msg
+    assert "1 missing: ln_final.bias" in msg
+    assert "1 unexpected: transformer.resblocks.9.ln_1.weight" in msg
     assert "visual" not in msg and "logit_scale" not in msg
 
 
