@@ -87,20 +87,23 @@ def load_truth_dataset(directory: Path, size: int) -> dict[str, Truth]:
     except (ValueError, OSError, KeyError, json.JSONDecodeError) as e:
         raise EvalError(f"cannot read data set {directory}: {e}") from None
     out: dict[str, Truth] = {}
+    with_frames: list = []
+
+    def frames_of(i: int) -> np.ndarray:
+        if not with_frames:
+            with_frames.append(ClipDataset(directory, load_frames=True))
+        full = with_frames[0][i]
+        return full.frames if full.frames is not None else _render(full.identity, full.controls, size)
+
     for i in range(len(ds)):
-        clip_index = int(ds._index[i])
-
-        def frames(i=i) -> np.ndarray:
-            full = ClipDataset(directory, load_frames=True)[i]
-            return full.frames if full.frames is not None else _render(full.identity, full.controls, size)
-
         clip = ds[i]
         spec = clip.spec
+        cid = str(int(ds._index[i])) if hasattr(ds, "_index") else str(i)  # clip index in the data set
         truth = metrics.ClipTruth(
-            clip_id=str(clip_index), controls=clip.controls, emotion=spec.emotion,
+            clip_id=cid, controls=clip.controls, emotion=spec.emotion,
             intensity=spec.intensity if spec.kind == "talk" and spec.intensity > 0 else None,
             motions=tuple(spec.motions), speech=clip.controls[:, C.SPEECH_SLICE])
-        out[str(clip_index)] = Truth(truth, frames)
+        out[cid] = Truth(truth, lambda i=i: frames_of(i))
     return out
 
 

@@ -8,8 +8,9 @@ One shared backbone, six heads:
 - head pose: yaw / pitch / roll in degrees; gaze x / y; closure of the subject's left / right eye;
 - mouth: effective opening (``controls.mouth_opening``), speech_width, speech_round.
 
-Frames of any size: a fixed crop around the face region (``EvaluatorConfig.crop``, fractions of the frame,
-wide enough for the whole head translation range) is resized to 64 x 64 RGB.
+Frames of any size: a fixed crop of the inner face (``EvaluatorConfig.crop``, fractions of the frame: brows to
+chin of a centred head, with room for the head translation range) is resized to 64 x 64 RGB; at 128 px renders
+that is about native resolution, so the small eye and lip AUs stay visible.
 
 Four AUs are not visible in a single frame of this world, because the renderer draws them through shared
 channels: AU25 (lips part), AU26 (jaw drop) and the speech jaw all only open the mouth
@@ -53,7 +54,7 @@ VISIBLE_AUS: tuple[int, ...] = tuple(a for a in C.AU_IDS if a not in CONTEXT_AUS
 @dataclass(frozen=True)
 class EvaluatorConfig:
     size: int = 64                                                 # network input is size x size
-    crop: tuple[float, float, float, float] = (0.08, 0.02, 0.92, 0.86)  # x0, y0, x1, y1 (fractions)
+    crop: tuple[float, float, float, float] = (0.2, 0.25, 0.8, 0.85)  # x0, y0, x1, y1 (fractions)
     widths: tuple[int, ...] = (32, 48, 64, 96, 128)                # one 3x3 conv per width
     strides: tuple[int, ...] = (2, 2, 1, 2, 2)
     hidden: int = 256

@@ -199,7 +199,13 @@ def iid_report(ev: Evaluators, n: int, seed: int, workers: int) -> dict:
     sizes = np.full(len(ctrl), 128)
     frames = render_frames_full(ids, ctrl, sizes, workers)
     pred = ev.predict(frames, temporal=False)
-    return frame_report(pred, ctrl)
+    rep = frame_report(pred, ctrl)
+    half = n // 2
+    for name, sl in (("random", slice(0, half)), ("behaviour", slice(half, None))):
+        sub = frame_report({k: v[sl] for k, v in pred.items()}, ctrl[sl])
+        rep[name] = {k: sub[k] for k in ("au_f1_micro", "au_f1_macro", "au_f1_visible_micro",
+                                         "au_f1_visible_macro", "pose_mae_deg", "mouth_opening_mae")}
+    return rep
 
 
 def _render_full_chunk(args) -> np.ndarray:
