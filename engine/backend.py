@@ -8,14 +8,16 @@ so an exported denoiser step takes them as inputs.
 Shapes (B = sessions in a batch, T = window frames, M = motion latent size, D = denoiser width,
 L = denoiser layers, N = instruction tokens, S = audio samples):
   encode_appearance  image (B,3,H,W) f32 [-1,1]                 -> (B,Ca,h,w)
-  encode_keyframe    image (B,3,H,W) f32 [-1,1]                 -> (B,M) raw motion latent
-  encode_motion      landmark image (B,3,l,l) f32 [-1,1]        -> (B,M) raw motion latent
+  encode_keyframe    image (B,3,H,W) f32 [-1,1]                 -> (B,M) motion latent
+  encode_motion      landmark image (B,3,l,l) f32 [-1,1]        -> (B,M) motion latent
   encode_text        ids (B,N) i64, mask (B,N) i64              -> tokens (B,N,Dt), pooled (B,Dt)
   condition          tokens, mask, pooled, keyframe (B,M) scaled -> InstructionTensors
   encode_audio       wave (B,S) f32 16 kHz, S = T*640           -> (B,T,D)
   denoise            x_t (B,T,M), t (B,) i64, audio (B,T,D), known (B,T) f32, InstructionTensors
                                                                 -> x0 (B,T,M)
-  decode             motion (N,M) raw, appearance (N,Ca,h,w)    -> frames (N,3,H,W) f32 [-1,1]
+  decode             motion (N,M), appearance (N,Ca,h,w)        -> frames (N,3,H,W) f32 [-1,1]
+A "motion latent" is the VAE's normalised one (per-dimension training statistics, VAE.motion_shift/scale);
+the pipeline divides it by the config's latent_scale for diffusion.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ class TorchBackend:
         return self._np(self._run(self.model.vae.encode_appearance, image))
 
     def encode_keyframe(self, image):
-        return self._np(self._run(self.model.vae.keyframe_encoder, image))
+        return self._np(self._run(self.model.vae.encode_keyframe, image))
 
     def encode_motion(self, landmark_image):
         return self._np(self._run(self.model.vae.encode_motion, landmark_image))

@@ -126,7 +126,8 @@ class DiffusionConfig:
     train_steps: int = 1000          # discrete VP schedule (DDPM linear betas = VP SDE, beta 0.1..20)
     beta_start: float = 1e-4
     beta_end: float = 0.02
-    latent_scale: float = 4.0        # motion latents are divided by this before diffusion (authors: std 4)
+    latent_scale: float = 4.0        # motion latents are divided by this before diffusion (authors: 4); the
+                                     # demo's VAE normalises per dimension itself (VAE.motion_scale): 1
     sample_steps: int = 8            # default DDIM steps at inference
     eta: float = 0.0
 
@@ -216,7 +217,7 @@ def _demo() -> ModelConfig:
             keyframe_adapter=AdapterConfig(hidden=256, layers=2),
             num_aus=16,
         ),
-        diffusion=DiffusionConfig(sample_steps=8),
+        diffusion=DiffusionConfig(sample_steps=8, latent_scale=1.0),
         stream=StreamConfig(chunk_frames=10, prefix_frames=10),
         max_audio_seconds=600.0,
     )

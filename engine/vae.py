@@ -171,6 +171,11 @@ class VAE(nn.Module):
         self.decoder = Decoder(cfg.decoder)
         if cfg.decoder.in_channels != cfg.app_channels + cfg.motion_channels:
             raise ValueError("decoder.in_channels must equal appearance + motion latent channels")
+        # Per-dimension statistics of the motion latents over the training data (set once the motion
+        # encoder is final, stored in the checkpoint): the public motion latent is (raw - shift) / scale,
+        # unit variance per dimension, which is the space the diffusion model works in. Identity until set.
+        self.register_buffer("motion_shift", torch.zeros(cfg.motion_dim))
+        self.register_buffer("motion_scale", torch.ones(cfg.motion_dim))
 
     @staticmethod
     def _mean(moments: Tensor) -> Tensor:
@@ -180,12 +185,30 @@ class VAE(nn.Module):
         """(B,3,S,S) in [-1,1] -> (B,Ca,S/f,S/f) (posterior mean)."""
         return self._mean(self.appearance_encoder(image))
 
-    def encode_motion(self, landmark_image: Tensor) -> Tensor:
-        """(B,3,L,L) in [-1,1] -> (B, M) flattened motion latent (posterior mean)."""
+    @torch.no_grad()
+    def set_motion_stats(self, shift: Tensor, scale: Tensor) -> None:
+        """Fix the raw -> normalised motion latent map (per-dimension mean and std of the training data)."""
+        self.motion_shift.copy_(torch.as_tensor(shift, dtype=self.motion_shift.dtype))
+        self.motion_scale.copy_(torch.as_tensor(scale, dtype=self.motion_scale.dtype))
+
+    def encode_motion_raw(self, landmark_image: Tensor) -> Tensor:
+        """(B,3,L,L) in [-1,1] -> (B, M) flattened raw motion latent (posterior mean)."""
         return self._mean(self.motion_encoder(landmark_image)).flatten(1)
 
+    def encode_motion(self, landmark_image: Tensor) -> Tensor:
+        """(B,3,L,L) in [-1,1] -> (B, M) normalised motion latent."""
+        return (self.encode_motion_raw(landmark_image) - self.motion_shift) / self.motion_scale
+
+    def encode_keyframe(self, image: Tensor) -> Tensor:
+        """Portrait (B,3,S,S) in [-1,1] -> (B, M) normalised motion latent of the face it shows."""
+        return (self.keyframe_encoder(image) - self.motion_shift) / self.motion_scale
+
     def decode(self, motion: Tensor, appearance: Tensor) -> Tensor:
-        """motion (N, M) and appearance (N, Ca, a, a) -> frames (N, 3, S, S) in [-1, 1]."""
+        """Normalised motion (N, M) and appearance (N, Ca, a, a) -> frames (N, 3, S, S) in [-1, 1]."""
+        return self.decode_raw(motion * self.motion_scale + self.motion_shift, appearance)
+
+    def decode_raw(self, motion: Tensor, appearance: Tensor) -> Tensor:
+        """Raw motion (N, M) and appearance (N, Ca, a, a) -> frames (N, 3, S, S) in [-1, 1]."""
         m = self.cfg.motion_side
         grid = motion.view(motion.shape[0], self.cfg.motion_channels, m, m)
         grid = F.interpolate(grid, size=appearance.shape[-2:], mode="nearest")

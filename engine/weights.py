@@ -268,6 +268,8 @@ OURS_WITHOUT_SOURCE: list[tuple[str, str]] = [
     ("denoiser.layers.N.{emotion,motion}.gate.bias", "set to zero (their zero conv has no bias)"),
     ("denoiser.pose_head.*, denoiser.au_head.*, denoiser.intensity_head.*", "no counterpart"),
     ("vae.keyframe_encoder.*", "our addition (portrait -> motion latent)"),
+    ("vae.motion_shift, vae.motion_scale", "per-dimension motion-latent statistics; theirs divide by a scalar "
+                                           "(4) in the motion generator: keep 0 / 1 and latent_scale 4"),
 ]
 
 _SYNTHETIC_ZERO_BIAS = re.compile(r"denoiser\.layers\.\d+\.(emotion|motion)\.gate\.weight")

@@ -10,6 +10,7 @@ STEPS = {
     "latents": "Encode motion latents with the (frozen) VAE motion encoder",
     "motion": "Train the motion generator (audio encoder + denoiser)",
     "package": "Combine VAE + motion states into the demo checkpoint",
+    "quality": "Quality tables on held-out data (main, paraphrase, steps, streaming, ablations)",
 }
 
 
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         return data_main([step, *rest])
     elif step == "motion":
         from .train_motion import main as run
+    elif step == "quality":
+        from .quality import main as run
     else:
         from .package import main as run
     return run(rest)

@@ -39,6 +39,17 @@ class RunDir:
         (self.path / name).write_text(json.dumps(data, indent=2, default=str))
 
 
+VAE_STATS_BUFFERS = {"motion_shift", "motion_scale"}
+
+
+def load_vae_weights(vae, weights: dict) -> None:
+    """Load a VAE training state's weights; states written before the motion-statistics buffers existed
+    lack only those (they stay identity: VAE training works on raw latents)."""
+    missing, unexpected = vae.load_state_dict(weights, strict=False)
+    if unexpected or set(missing) - VAE_STATS_BUFFERS:
+        raise RuntimeError(f"VAE state does not match the model: missing {missing}, unexpected {unexpected}")
+
+
 def rng_state(rng: np.random.Generator) -> dict:
     return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
 

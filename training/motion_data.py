@@ -26,6 +26,7 @@ from ..engine.config import get_config
 from ..engine.pipeline import DEFAULT_INSTRUCTION
 from ..engine.text_encoder import build_text_encoder
 from ..engine.tokenizer import build_tokenizer
+from .common import load_vae_weights
 
 TEXTS_PER_CLIP = 3          # the clip's own instruction + 2 more phrasings of the same content
 TEXT_TOKENS = 40            # stored token embeddings per text (instructions are shorter; checked)
@@ -102,7 +103,7 @@ def encode_latents(data: Path, vae_state: Path, config: str = "demo", threads: i
     torch.set_num_threads(threads)
     vae = VAE(cfg.vae, cfg.media.image_size)
     state = torch.load(vae_state, map_location="cpu", weights_only=False)
-    vae.load_state_dict(state["model"] if "model" in state else state)
+    load_vae_weights(vae, state["model"] if "model" in state else state)
     vae.eval()
     frames, keys = [], []
     for part in sorted(data.glob("part_*.npz")):
@@ -111,14 +112,24 @@ def encode_latents(data: Path, vae_state: Path, config: str = "demo", threads: i
         lat = []
         for i in range(0, len(imgs), 512):
             x = torch.from_numpy(imgs[i:i + 512].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
-            lat.append(vae.encode_motion(x).numpy())
+            lat.append(vae.encode_motion_raw(x).numpy())
         frames.append(np.concatenate(lat))
         k = torch.from_numpy(z["keyframe_images"].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
-        keys.append(vae.encode_motion(k).numpy())
+        keys.append(vae.encode_motion_raw(k).numpy())
+    frames = np.concatenate(frames)
+    shift, scale = latent_stats(frames)
     out = data / "latents.npz"
-    np.savez(out, frames=np.concatenate(frames), keyframes=np.concatenate(keys),
+    np.savez(out, frames=frames, keyframes=np.concatenate(keys), shift=shift, scale=scale,
              vae_step=np.array(state.get("step", -1)))
     return out
+
+
+def latent_stats(raw: np.ndarray, floor: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std of raw motion latents (N, M); stds below `floor` x the median std are
+    raised to it, so near-constant dimensions are not blown up into noise."""
+    shift = raw.mean(0)
+    std = raw.std(0)
+    return shift.astype(np.float32), np.maximum(std, floor * np.median(std)).astype(np.float32)
 
 
 class MotionData:
@@ -129,8 +140,9 @@ class MotionData:
         ds = ClipDataset(data / "clips", load_frames=False)
         parts = sorted(data.glob("part_*.npz"))
         lat = np.load(data / "latents.npz")
-        self.latents = lat["frames"].astype(np.float32)
-        self.keyframes = lat["keyframes"].astype(np.float32)
+        self.shift, self.scale = lat["shift"], lat["scale"]          # the VAE's motion_shift / motion_scale
+        self.latents = (lat["frames"] - self.shift) / self.scale       # normalised, as the VAE will emit them
+        self.keyframes = (lat["keyframes"] - self.shift) / self.scale
         tokens, masks, pooled, lengths = [], [], [], []
         for p in parts:
             z = np.load(p)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -15,6 +16,8 @@ from ..engine.config import get_config
 from ..engine.loader import DEMO_WEIGHTS
 from ..engine.model import InstructAvatar
 from ..engine.weights import check_state_dict, save_checkpoint
+
+FINGERPRINT_NAME = "fingerprint.json"
 
 
 def package(vae_state: Path, motion_state: Path, out: Path, config: str = "demo", dtype: str = "fp16") -> Path:
@@ -26,6 +29,8 @@ def package(vae_state: Path, motion_state: Path, out: Path, config: str = "demo"
     if any(flags.get(k) for k in ("single_branch", "no_zero_gates")):
         raise SystemExit("this motion run is an ablation with a different structure; package the main run")
     state = {f"vae.{k}": v for k, v in vae["model"].items()}
+    state["vae.motion_shift"] = motion["motion_stats"]["shift"]     # the statistics the motion run trained on
+    state["vae.motion_scale"] = motion["motion_stats"]["scale"]
     state.update(motion["model"])
     expected = model.trainable_state_dict()
     check_state_dict(expected, state, f"{vae_state} + {motion_state}")
@@ -35,6 +40,39 @@ def package(vae_state: Path, motion_state: Path, out: Path, config: str = "demo"
     meta = {"vae_step": vae.get("step"), "vae_minutes": round(vae.get("seconds", 0) / 60, 1),
             "motion_step": motion.get("step"), "motion_minutes": round(motion.get("seconds", 0) / 60, 1)}
     save_checkpoint(model, out, dtype=torch.float16 if dtype == "fp16" else None, extra_metadata=meta)
+    return out
+
+
+FINGERPRINT_INSTRUCTION = "Talk happily and raise your eyebrows."
+FINGERPRINT_FRAMES = 20           # two chunks: the first (no prefix) and one that continues it
+FINGERPRINT_STEPS = 4
+
+
+def fingerprint(weights: str | Path | None = None) -> dict:
+    """A fixed-seed generation from the checkpoint, reduced to numbers a test can compare: the bundled
+    portrait and speech (first 0.8 s), FINGERPRINT_INSTRUCTION, 4 DDIM steps, seed 0; frames mean-pooled to
+    8x8 per channel and the emitted motion latents."""
+    import numpy as np
+
+    from ..demo import DEMO_PORTRAIT, DEMO_SPEECH
+    from ..engine.audio_io import load_audio, normalize_loudness
+    from ..engine.loader import load_pipeline
+
+    pipe = load_pipeline("demo", weights=weights, steps=FINGERPRINT_STEPS, threads=1)
+    cfg = pipe.cfg
+    audio = normalize_loudness(load_audio(DEMO_SPEECH, cfg.media.sample_rate, cfg.max_audio_seconds))
+    audio = audio[: FINGERPRINT_FRAMES * cfg.media.samples_per_frame]
+    session, _ = pipe.new_session(DEMO_PORTRAIT, FINGERPRINT_INSTRUCTION, seed=0, keep_motion=True)
+    frames = np.concatenate([session.push_audio(audio), session.flush()])
+    s = cfg.media.image_size
+    pooled = frames.reshape(len(frames), 8, s // 8, 8, s // 8, 3).mean(axis=(2, 4))
+    motion = np.concatenate(session.motion_log)
+    return {"instruction": FINGERPRINT_INSTRUCTION, "steps": FINGERPRINT_STEPS, "frames": len(frames),
+            "pooled_frames": np.round(pooled, 2).tolist(), "motion": np.round(motion, 4).tolist()}
+
+
+def write_fingerprint(weights: Path, out: Path) -> Path:
+    out.write_text(json.dumps(fingerprint(weights)))
     return out
 
 
@@ -48,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     path = package(Path(args.vae), Path(args.motion), Path(args.out), args.config, args.dtype)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    fp = write_fingerprint(path, path.with_name(FINGERPRINT_NAME))
+    print(f"wrote {fp} (the fixed-seed generation tests/test_demo_checkpoint.py compares with)")
     return 0
 
 

@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     def save():
         run.save_state({"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(rng),
                         "step": step, "seconds": spent + clock.elapsed, "config": cfg.name,
+                        "motion_stats": {"shift": torch.from_numpy(data.shift), "scale": torch.from_numpy(data.scale)},
                         "flags": {k: getattr(args, k) for k in ("no_au_loss", "single_branch", "no_zero_gates",
                                                                   "no_keyframe_sub", "no_text")}})
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..engine.config import get_config
 from ..engine.vae import VAE
-from .common import RunDir, Stopwatch, cosine_lr, psnr, restore_rng, rng_state
+from .common import RunDir, Stopwatch, cosine_lr, load_vae_weights, psnr, restore_rng, rng_state
 from .vae_data import FramePairSampler, fixed_eval_set
 
 
@@ -39,7 +39,7 @@ def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train
         mot = mot_mean + torch.randn_like(mot_mean) * (0.5 * mot_logvar.clamp(-30, 20)).exp()
     else:
         app, mot = app_mean, mot_mean
-    recon = vae.decode(mot.flatten(1), app)
+    recon = vae.decode_raw(mot.flatten(1), app)
     target = batch["target"]
     key = vae.keyframe_encoder(target)
     losses = {
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     step, spent = 0, 0.0
     state = run.load_state()
     if state is not None:
-        vae.load_state_dict(state["model"])
+        load_vae_weights(vae, state["model"])
         opt.load_state_dict(state["optimizer"])
         restore_rng(rng, state["rng"])
         step, spent = state["step"], state.get("seconds", 0.0)

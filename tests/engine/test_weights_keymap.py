@@ -228,7 +228,7 @@ DOES_NOT_MAP = [
 NO_SOURCE = [
     r"audio_encoder\.frontend\..+", r"denoiser\.time_mlp\..+", r"denoiser\.known_embedding",
     r"denoiser\.(emotion|motion|keyframe)_adapter\..+", r"denoiser\.layers\.\d+\.keyframe\.gate\..+",
-    r"denoiser\.(pose|au|intensity)_head\..+", r"vae\.keyframe_encoder\..+",
+    r"denoiser\.(pose|au|intensity)_head\..+", r"vae\.keyframe_encoder\..+", r"vae\.motion_(shift|scale)",
 ]
 
 

@@ -1,0 +1,71 @@
+"""The shipped demo checkpoint: strict loading, a fixed-seed fingerprint, the headline AU_F1 (slow).
+
+The checkpoint and its fingerprint are written together by `instructavatar train package`; a checkout
+without them (before the first training run landed) skips these tests and says why.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from instructavatar.engine.config import get_config
+from instructavatar.engine.loader import DEMO_WEIGHTS
+from instructavatar.engine.model import InstructAvatar
+from instructavatar.engine.weights import WeightsError, load_checkpoint, read_metadata
+from instructavatar.training.package import FINGERPRINT_NAME, fingerprint
+
+torch.set_num_threads(1)
+
+shipped = pytest.mark.skipif(not DEMO_WEIGHTS.is_file(), reason=f"no demo checkpoint at {DEMO_WEIGHTS}")
+QUALITY = DEMO_WEIGHTS.parent / "quality_main.json"
+
+
+@shipped
+def test_checkpoint_loads_strictly_and_is_small():
+    model = InstructAvatar(get_config("demo"), pretrained_text=False)
+    meta = load_checkpoint(model, DEMO_WEIGHTS)
+    assert meta["config"] == "demo"
+    assert DEMO_WEIGHTS.stat().st_size <= 60e6
+    # every trainable tensor came from the file: none is left at its random initialisation
+    gates = [m.weight for n, m in model.named_modules() if n.endswith(".gate") and hasattr(m, "weight")]
+    assert gates and all(float(g.abs().max()) > 0 for g in gates)   # zero-initialised gates were trained
+
+
+@shipped
+def test_checkpoint_for_another_config_is_refused():
+    meta = read_metadata(DEMO_WEIGHTS)
+    assert meta["config"] == "demo"
+    other = replace(get_config("demo"), name="paper")          # same shapes, another name: the paper model
+    model = InstructAvatar(other, pretrained_text=False)       # itself is over 1 GB
+    with pytest.raises(WeightsError, match="for config 'demo'"):
+        load_checkpoint(model, DEMO_WEIGHTS)
+
+
+@shipped
+def test_fixed_seed_generation_matches_fingerprint():
+    stored = json.loads((DEMO_WEIGHTS.parent / FINGERPRINT_NAME).read_text())
+    now = fingerprint(DEMO_WEIGHTS)
+    assert now["frames"] == stored["frames"]
+    a, b = np.array(now["pooled_frames"]), np.array(stored["pooled_frames"])
+    assert np.abs(a - b).mean() < 0.5 and np.abs(a - b).max() < 8.0
+    m, n = np.array(now["motion"]), np.array(stored["motion"])
+    assert np.abs(m - n).max() < 0.05 * max(1.0, float(np.abs(n).max()))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not QUALITY.is_file(), reason="no recorded headline quality next to the checkpoint")
+def test_short_evaluation_reproduces_headline_au_f1(tmp_path):
+    from instructavatar.training.quality import main
+
+    recorded = json.loads(QUALITY.read_text())
+    ours = next(v for k, v in recorded["data"].items() if k.startswith("ours"))
+    out = tmp_path / "main.json"
+    assert main(["main", "--clips", str(recorded["clips"]), "--json", str(out), "--threads", "2"]) == 0
+    again = json.loads(out.read_text())
+    ours_again = next(v for k, v in again["data"].items() if k.startswith("ours"))
+    assert abs(ours_again["summary"]["au_f1"] - ours["summary"]["au_f1"]) <= 0.03

@@ -1,0 +1,401 @@
+"""Quality tables of a trained model on the synthetic world's held-out data (never tuned on).
+
+    instructavatar train quality main        --clips 48 [--weights FILE] [--audio-only RUN --vae STATE]
+    instructavatar train quality paraphrase  --clips 48
+    instructavatar train quality steps       --clips 24 --steps-list 1,2,4,8,16,50
+    instructavatar train quality streaming   --clips 24
+    instructavatar train quality ablations   --vae runs/vae/state.pt --run full=runs/abl_full ...
+
+Every table runs on the same evaluation set: clips ``spec_for_index(seed, i, "heldout")`` of the world,
+i.e. held-out identities, held-out voices and sentences, and held-out instruction phrasings. For each clip the
+model gets the identity's neutral portrait (rendered), the clip's audio (zeros for motion-only clips) and the
+clip's instruction, and generates frames through the same `Pipeline` the CLI uses; the shipped evaluators
+(avatarworld/evaluators.py, trained on renderer output only) read the frames and `avatarworld.metrics`
+compares them with the clip's ground-truth controls. The renderer row evaluates the ground-truth frames
+themselves (the upper bound of what the evaluators can credit).
+
+Rows are printed as a markdown table; ``--json`` writes the per-clip numbers too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..avatarworld import controls as C
+from ..avatarworld import instructions, metrics
+from ..avatarworld.clips import Clip, make_clip, spec_for_index
+
+SPEECH_CACHE = os.path.expanduser("~/.cache/instructavatar/speech")
+EVAL_SEED = 1000                       # the evaluation set: clips (EVAL_SEED, i, "heldout")
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("AU_F1", "au_f1", "{:.3f}"),
+    ("AU_Emo", "au_emo", "{:.3f}"),
+    ("intensity acc", "intensity_acc", "{:.3f}"),
+    ("lip-sync corr", "lipsync_corr", "{:.3f}"),
+    ("lip-sync MAE", "lipsync_mae", "{:.3f}"),
+    ("pose MAE (deg)", "pose_mae", "{:.2f}"),
+    ("motion ok", "motion_ok", "{:.3f}"),
+)
+
+
+# --------------------------------------------------------------------------------------------------- data
+def eval_clips(n: int, seed: int = EVAL_SEED) -> list[Clip]:
+    """The first n clips of the held-out evaluation set (deterministic; speech cached)."""
+    return [make_clip(spec_for_index(seed, i, "heldout"), cache_dir=SPEECH_CACHE) for i in range(n)]
+
+
+def portrait_of(clip: Clip, size: int) -> np.ndarray:
+    """The clip identity's neutral portrait, as a user would give it (S, S, 3) uint8."""
+    from ..avatarworld.identity import identity
+    from ..avatarworld.render import FaceRenderer
+
+    return FaceRenderer(size).render(identity(clip.identity), C.neutral())
+
+
+def truth_frames(clip: Clip, size: int) -> np.ndarray:
+    from ..avatarworld.identity import identity
+    from ..avatarworld.render import FaceRenderer
+
+    r, ident = FaceRenderer(size), identity(clip.identity)
+    return np.stack([r.render(ident, c) for c in clip.controls])
+
+
+def clip_truth(clip: Clip, index: int) -> metrics.ClipTruth:
+    spec = clip.spec
+    return metrics.ClipTruth(
+        clip_id=str(index), controls=clip.controls, emotion=spec.emotion,
+        intensity=spec.intensity if spec.kind == "talk" and spec.intensity > 0 else None,
+        motions=tuple(spec.motions), speech=clip.controls[:, C.SPEECH_SLICE])
+
+
+def heldout_text(clip: Clip, index: int) -> str | None:
+    """The clip's own (held-out) phrasing; None (= the default instruction) for plain neutral talk."""
+    return clip.spec.instruction or None
+
+
+def seen_text(clip: Clip, index: int) -> str | None:
+    """A train-split phrasing of the same content (emotion, intensity, motions, timing) as the clip's."""
+    spec = clip.spec
+    rng = np.random.default_rng([clip.spec.seed % 2**32, 7])
+    if spec.kind == "talk_neutral":
+        return None
+    if spec.kind == "motion":
+        return instructions.motion_instruction(spec.motions, rng, "train", timing=spec.timing or None)
+    if spec.motions:
+        return instructions.combined_instruction(spec.emotion, spec.intensity, spec.motions, rng, "train",
+                                                 timing=spec.timing or None)
+    return instructions.emotion_instruction(spec.emotion, spec.intensity, rng, "train")
+
+
+def no_text(clip: Clip, index: int) -> str | None:
+    return None
+
+
+# --------------------------------------------------------------------------------------------------- models
+def pipeline_from_checkpoint(weights: str | Path | None, steps: int | None, threads: int | None):
+    from ..engine.loader import load_pipeline
+
+    return load_pipeline("demo", weights=weights, steps=steps, threads=threads)
+
+
+def pipeline_from_runs(vae_state: str | Path, motion_state: str | Path, steps: int | None,
+                       threads: int | None, config: str = "demo"):
+    """A pipeline over training states (any ablation structure): VAE state + motion state, checked strictly."""
+    import torch
+
+    from ..engine.backend import TorchBackend
+    from ..engine.config import get_config
+    from ..engine.model import InstructAvatar
+    from ..engine.pipeline import Pipeline
+    from ..engine.tokenizer import build_tokenizer
+    from ..engine.weights import check_state_dict
+
+    vae = torch.load(vae_state, map_location="cpu", weights_only=False)
+    motion = torch.load(motion_state, map_location="cpu", weights_only=False)
+    flags = motion.get("flags", {})
+    cfg = get_config(config)
+    cfg = replace(cfg, denoiser=replace(cfg.denoiser, two_branch=not flags.get("single_branch", False),
+                                        zero_gates=not flags.get("no_zero_gates", False)))
+    model = InstructAvatar(cfg, pretrained_text=True)
+    state = {f"vae.{k}": v for k, v in vae["model"].items()}
+    state["vae.motion_shift"] = motion["motion_stats"]["shift"]
+    state["vae.motion_scale"] = motion["motion_stats"]["scale"]
+    state.update(motion["model"])
+    check_state_dict(model.trainable_state_dict(), state, f"{vae_state} + {motion_state}")
+    model.load_state_dict(state, strict=False)      # strict above, minus the frozen text encoder
+    return Pipeline(cfg, TorchBackend(model.eval(), threads=threads), build_tokenizer(cfg.text), steps=steps)
+
+
+# --------------------------------------------------------------------------------------------------- running
+@dataclass
+class SystemResult:
+    name: str
+    summary: dict
+    clips: list[dict]
+    seconds: float                  # wall time spent generating (not evaluating)
+    chunks: int                     # chunk steps run
+
+    @property
+    def ms_per_chunk(self) -> float:
+        return 1e3 * self.seconds / max(1, self.chunks)
+
+
+def _evaluator():
+    from ..avatarworld.evaluators import load_evaluators
+
+    return load_evaluators()
+
+
+def generate_streaming(pipe, portrait, audio: np.ndarray, text: str | None, seed: int,
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Frames pushed in random-size pieces (20..500 ms), as a live stream would; also the emitted motion."""
+    session, _ = pipe.new_session(portrait, text, seed=seed, keep_motion=True)
+    out, i = [], 0
+    rate = pipe.cfg.media.sample_rate
+    while i < len(audio):
+        n = int(rng.integers(rate // 50, rate // 2))
+        out.append(session.push_audio(audio[i:i + n]))
+        i += n
+    out.append(session.flush())
+    return np.concatenate(out), np.concatenate(session.motion_log)
+
+
+def run_system(name: str, clips: list[Clip], frames_of: Callable[[int, Clip], np.ndarray], ev,
+               chunk_frames: int, log=print) -> SystemResult:
+    """Evaluate one system: frames_of(i, clip) -> (T, S, S, 3) uint8 for each clip."""
+    results, seconds, chunks = [], 0.0, 0
+    for i, clip in enumerate(clips):
+        t0 = time.perf_counter()
+        frames = frames_of(i, clip)
+        seconds += time.perf_counter() - t0
+        chunks += -(-len(frames) // chunk_frames)
+        truth = clip_truth(clip, i)
+        pred = ev.predict(frames, speech_jaw=truth.speech_jaw, temporal=True)
+        r = metrics.evaluate_clip(pred, truth, ev.intensity_thresholds)
+        r.update(kind=clip.spec.kind, instruction=clip.spec.instruction)
+        results.append(r)
+    summary = metrics.summarize(results)
+    res = SystemResult(name, summary, results, seconds, chunks)
+    log(f"[quality] {name}: " + ", ".join(f"{label} {_fmt(summary.get(key), fmt)}" for label, key, fmt in COLUMNS)
+        + f" ({res.ms_per_chunk:.0f} ms/chunk)")
+    return res
+
+
+def model_frames(pipe, text_of: Callable[[Clip, int], str | None], size: int, stream: bool = False):
+    def frames_of(i: int, clip: Clip) -> np.ndarray:
+        portrait = pipe.prepare(portrait_of(clip, size))
+        if stream:
+            frames, _ = generate_streaming(pipe, portrait, clip.audio, text_of(clip, i), seed=i,
+                                           rng=np.random.default_rng([clip.spec.seed % 2**32, 11]))
+            return frames
+        return pipe.generate(portrait, audio=clip.audio, instruction=text_of(clip, i), seed=i)
+    return frames_of
+
+
+# --------------------------------------------------------------------------------------------------- tables
+def _fmt(value, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "-"
+    return fmt.format(float(value))
+
+
+def markdown_table(rows: list[SystemResult], extra: tuple[tuple[str, Callable[[SystemResult], str]], ...] = ()
+                   ) -> str:
+    head = ["system"] + [c[0] for c in COLUMNS] + [e[0] for e in extra]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for r in rows:
+        cells = [r.name] + [_fmt(r.summary.get(key), fmt) for _, key, fmt in COLUMNS] + [f(r) for _, f in extra]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def boundary_ratio(motion: np.ndarray, chunk: int) -> float:
+    """Mean frame-to-frame motion change across chunk boundaries / the same within chunks (1.0 = seamless)."""
+    d = np.linalg.norm(np.diff(motion, axis=0), axis=1)          # d[t] = |x[t+1] - x[t]|
+    at = np.zeros(len(d), bool)
+    at[chunk - 1::chunk] = True
+    return float(d[at].mean() / max(d[~at].mean(), 1e-12)) if at.any() and (~at).any() else float("nan")
+
+
+def table_main(args, clips, ev, size) -> tuple[str, dict]:
+    rows = [run_system("ground-truth renderer (upper bound)", clips, lambda i, c: truth_frames(c, size), ev, 10)]
+    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads)
+    rows.append(run_system(f"ours ({pipe.sampler.num_steps} DDIM steps)", clips,
+                           model_frames(pipe, heldout_text, size), ev, pipe.cfg.stream.chunk_frames))
+    if args.audio_only:
+        base = pipeline_from_runs(args.vae, args.audio_only, args.steps, args.threads)
+        rows.append(run_system("audio-only (no text; lower bound)", clips, model_frames(base, no_text, size), ev,
+                               base.cfg.stream.chunk_frames))
+    return markdown_table(rows), {r.name: {"summary": r.summary, "clips": r.clips} for r in rows}
+
+
+def table_paraphrase(args, clips, ev, size) -> tuple[str, dict]:
+    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads)
+    keep = [c for c in clips if c.spec.kind != "talk_neutral"]
+    rows = [run_system("seen (train) phrasings", keep, model_frames(pipe, seen_text, size), ev, 10),
+            run_system("held-out phrasings", keep, model_frames(pipe, heldout_text, size), ev, 10)]
+    return markdown_table(rows), {r.name: {"summary": r.summary, "clips": r.clips} for r in rows}
+
+
+def table_steps(args, clips, ev, size) -> tuple[str, dict]:
+    rows = []
+    for k in args.steps_list:
+        pipe = pipeline_from_checkpoint(args.weights, k, args.threads)
+        rows.append(run_system(f"{k} steps", clips, model_frames(pipe, heldout_text, size), ev,
+                               pipe.cfg.stream.chunk_frames))
+    chunk_s = pipe.cfg.stream.chunk_frames / pipe.cfg.media.fps
+    extra = (("ms / chunk (0.4 s)", lambda r: f"{r.ms_per_chunk:.0f}"),
+             ("real-time factor", lambda r: f"{r.ms_per_chunk / 1e3 / chunk_s:.3f}"))
+    return markdown_table(rows, extra), {r.name: {"summary": r.summary, "clips": r.clips,
+                                                  "ms_per_chunk": r.ms_per_chunk} for r in rows}
+
+
+def table_streaming(args, clips, ev, size) -> tuple[str, dict]:
+    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads)
+    chunk = pipe.cfg.stream.chunk_frames
+    offline = run_system("offline (whole audio)", clips, model_frames(pipe, heldout_text, size), ev, chunk)
+    motions, max_diff = [], 0.0
+
+    def streamed(i: int, clip: Clip) -> np.ndarray:
+        nonlocal max_diff
+        portrait = pipe.prepare(portrait_of(clip, size))
+        frames, motion = generate_streaming(pipe, portrait, clip.audio, heldout_text(clip, i), seed=i,
+                                            rng=np.random.default_rng([clip.spec.seed % 2**32, 11]))
+        motions.append(motion)
+        ref = pipe.generate(portrait, audio=clip.audio, instruction=heldout_text(clip, i), seed=i)
+        max_diff = max(max_diff, float(np.abs(frames.astype(int) - ref.astype(int)).max()))
+        return frames
+
+    stream = run_system("streaming (random 20-500 ms pushes)", clips, streamed, ev, chunk)
+    ratio = float(np.nanmean([boundary_ratio(m, chunk) for m in motions]))
+    text = markdown_table([offline, stream]) + (
+        f"\n\nMax pixel difference streaming vs offline: {max_diff:.0f} (of 255). Motion change across chunk "
+        f"boundaries / within chunks: {ratio:.3f} (1.0 = boundaries look like any other frame step).")
+    return text, {"offline": offline.summary, "streaming": stream.summary, "max_pixel_diff": max_diff,
+                  "boundary_ratio": ratio}
+
+
+def table_ablations(args, clips, ev, size) -> tuple[str, dict]:
+    if not args.run:
+        raise SystemExit("give --run NAME=RUN_DIR for each ablation")
+    rows = []
+    for item in args.run:
+        name, _, run = item.partition("=")
+        pipe = pipeline_from_runs(args.vae, Path(run) / "state.pt", args.steps, args.threads)
+        rows.append(run_system(name, clips, model_frames(pipe, heldout_text, size), ev, pipe.cfg.stream.chunk_frames))
+    return markdown_table(rows), {r.name: {"summary": r.summary, "clips": r.clips} for r in rows}
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-frame PSNR in dB of uint8 frames (N, S, S, 3)."""
+    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).reshape(len(a), -1).mean(1)
+    return 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10))
+
+
+def vae_frames(backend, portrait: np.ndarray, clip: Clip, ident_index: int, size: int, lm_size: int) -> np.ndarray:
+    """Frames decoded from `portrait`'s appearance and the landmark images of `clip`'s controls drawn on
+    identity `ident_index` (the motion source): the VAE alone, exactly as the pipeline drives it."""
+    from ..avatarworld.identity import identity
+    from ..avatarworld.render import FaceRenderer, landmark_image
+    from ..engine.image_io import to_frames, to_model_input
+
+    r, ident = FaceRenderer(size), identity(ident_index)
+    lms = np.stack([landmark_image(r.landmarks(ident, c), size, lm_size) for c in clip.controls])
+    app = backend.encode_appearance(to_model_input(portrait))
+    out = []
+    for i in range(0, len(lms), 32):
+        x = lms[i:i + 32].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
+        motion = backend.encode_motion(x)
+        out.append(backend.decode(motion, np.repeat(app, len(x), 0)))
+    return to_frames(np.concatenate(out))
+
+
+def table_vae(args, clips, ev, size) -> tuple[str, dict]:
+    """Reconstruction (portrait appearance + the clip's own motion) and motion transfer (appearance of
+    clip i's identity, motion of clip i+1's identity) on held-out identities."""
+    from ..avatarworld.identity import identity
+    from ..avatarworld.render import FaceRenderer
+
+    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads)
+    lm_size = pipe.cfg.vae.landmark_size
+    rec_psnr, tr_psnr, tr_vs_b, rec_res, tr_res, truth_res = [], [], [], [], [], []
+    for i, clip in enumerate(clips):
+        portrait = portrait_of(clip, size)
+        truth = truth_frames(clip, size)
+        rec = vae_frames(pipe.backend, portrait, clip, clip.identity, size, lm_size)
+        rec_psnr.append(float(_psnr(rec, truth).mean()))
+        t = clip_truth(clip, i)
+        rec_res.append(metrics.evaluate_clip(ev.predict(rec, speech_jaw=t.speech_jaw), t, ev.intensity_thresholds))
+        truth_res.append(metrics.evaluate_clip(ev.predict(truth, speech_jaw=t.speech_jaw), t,
+                                               ev.intensity_thresholds))
+        other = clips[(i + 1) % len(clips)]
+        if other.identity == clip.identity:
+            continue
+        # A = this clip's identity (appearance), B = the other clip's identity, whose motion is transferred
+        moved = vae_frames(pipe.backend, portrait, clip, other.identity, size, lm_size)
+        r = FaceRenderer(size)
+        a_with_motion = truth
+        b_with_motion = np.stack([r.render(identity(other.identity), c) for c in clip.controls])
+        tr_psnr.append(float(_psnr(moved, a_with_motion).mean()))
+        tr_vs_b.append(float(_psnr(moved, b_with_motion).mean()))
+        tr_res.append(metrics.evaluate_clip(ev.predict(moved, speech_jaw=t.speech_jaw), t, ev.intensity_thresholds))
+    summ = {"truth": metrics.summarize(truth_res), "reconstruction": metrics.summarize(rec_res),
+            "transfer": metrics.summarize(tr_res)}
+    lines = ["| frames | PSNR vs A's truth (dB) | PSNR vs B's render (dB) | AU_F1 | frame AU F1 | lip-sync corr |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, key, p, pb in (("ground-truth renderer", "truth", None, None),
+                             ("reconstruction (A's portrait + A's motion)", "reconstruction", rec_psnr, None),
+                             ("transfer (A's portrait + B's motion)", "transfer", tr_psnr, tr_vs_b)):
+        s = summ[key]
+        lines.append(f"| {name} | {_fmt(np.mean(p) if p else None, '{:.2f}')} | "
+                     f"{_fmt(np.mean(pb) if pb else None, '{:.2f}')} | {_fmt(s['au_f1'], '{:.3f}')} | "
+                     f"{_fmt(s['au_frame_f1'], '{:.3f}')} | {_fmt(s['lipsync_corr'], '{:.3f}')} |")
+    return "\n".join(lines), {"psnr_reconstruction": rec_psnr, "psnr_transfer_vs_a": tr_psnr,
+                              "psnr_transfer_vs_b": tr_vs_b, **summ}
+
+
+TABLES = {"vae": table_vae, "main": table_main, "paraphrase": table_paraphrase, "steps": table_steps,
+          "streaming": table_streaming, "ablations": table_ablations}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="instructavatar train quality", description=__doc__.split("\n\n")[0])
+    ap.add_argument("table", choices=sorted(TABLES))
+    ap.add_argument("--clips", type=int, default=48, help="first N clips of the held-out evaluation set")
+    ap.add_argument("--seed", type=int, default=EVAL_SEED, help="evaluation set seed (changing it = another set)")
+    ap.add_argument("--weights", default=None, help="model checkpoint (default: the shipped demo checkpoint)")
+    ap.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the config's)")
+    ap.add_argument("--steps-list", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8, 16, 50])
+    ap.add_argument("--vae", default="runs/vae/state.pt", help="VAE training state (for --audio-only, ablations)")
+    ap.add_argument("--audio-only", default=None, help="motion state of a --no-text run (main table's lower bound)")
+    ap.add_argument("--run", action="append", default=[], help="NAME=RUN_DIR of an ablation (repeatable)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", default=None, help="write summaries and per-clip numbers here")
+    args = ap.parse_args(argv)
+    size = 128
+    t0 = time.time()
+    clips = eval_clips(args.clips, args.seed)
+    ev = _evaluator()
+    text, data = TABLES[args.table](args, clips, ev, size)
+    print(text)
+    kinds = {k: sum(c.spec.kind == k for c in clips) for k in ("talk", "motion", "talk_neutral")}
+    print(f"\n{len(clips)} held-out clips (seed {args.seed}: {kinds}); {time.time() - t0:.0f} s", file=sys.stderr)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"table": text, "clips": len(clips), "kinds": kinds,
+                                               "args": vars(args), "data": data}, indent=1,
+                                              default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
