@@ -50,6 +50,17 @@ def load_vae_weights(vae, weights: dict) -> None:
         raise RuntimeError(f"VAE state does not match the model: missing {missing}, unexpected {unexpected}")
 
 
+def init_weights(path: str, prefix: str) -> dict:
+    """Weights to start a fresh run from: a packaged checkpoint (safetensors; keys under `prefix`, e.g.
+    "vae.") or another run's state.pt. Optimiser state is not carried over."""
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return {k[len(prefix):]: v.float() for k, v in load_file(path).items() if k.startswith(prefix)}
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return state["model"] if "model" in state else state
+
+
 def rng_state(rng: np.random.Generator) -> dict:
     return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
 

@@ -26,7 +26,7 @@ from ..engine.audio_encoder import AudioEncoder
 from ..engine.config import ModelConfig, get_config
 from ..engine.ddim import vp_alphas_cumprod
 from ..engine.denoiser import Denoiser
-from .common import RunDir, Stopwatch, cosine_lr, restore_rng, rng_state
+from .common import RunDir, Stopwatch, cosine_lr, init_weights, restore_rng, rng_state
 from .motion_data import MotionData
 
 
@@ -98,7 +98,7 @@ class WindowSampler:
 def losses(model: MotionModel, batch: dict, alphas_cumprod: torch.Tensor, args) -> dict[str, torch.Tensor]:
     x0 = batch["x0"]
     B, W, M = x0.shape
-    t = torch.randint(0, len(alphas_cumprod), (B,))
+    t = torch.randint(0, len(alphas_cumprod), (B,), device=x0.device)
     ab = alphas_cumprod[t].view(B, 1, 1)
     x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * torch.randn_like(x0)
     known = batch["known"]
@@ -133,6 +133,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--save-every", type=int, default=250)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the RNG state saved for resuming is the CPU one)")
+    ap.add_argument("--init-from", default=None,
+                    help="start a new run from these weights (demo.safetensors or a state.pt); no optimiser state")
     for flag in ("--no-au-loss", "--single-branch", "--no-zero-gates", "--no-keyframe-sub", "--no-text"):
         ap.add_argument(flag, action="store_true")
     return ap
@@ -156,13 +159,24 @@ def main(argv: list[str] | None = None) -> int:
         restore_rng(rng, state["rng"])
         step, spent = state["step"], state.get("seconds", 0.0)
         print(f"[motion] resumed at step {step}")
+    elif args.init_from:
+        weights = init_weights(args.init_from, "")
+        model.load_state_dict({k: v for k, v in weights.items() if k.startswith(("audio_encoder.", "denoiser."))})
+        print(f"[motion] initialised from {args.init_from}")
+    device = torch.device(args.device)
+    model.to(device)
+    for st in opt.state.values():                   # optimiser tensors follow their parameters
+        for k, v in st.items():
+            if torch.is_tensor(v) and k != "step":
+                st[k] = v.to(device)
     data = MotionData(Path(args.data), args.config)
     sampler = WindowSampler(data, cfg, args)
-    ac = torch.from_numpy(vp_alphas_cumprod(cfg.diffusion).astype(np.float32))
+    ac = torch.from_numpy(vp_alphas_cumprod(cfg.diffusion).astype(np.float32)).to(device)
     clock = Stopwatch(args.minutes)
 
     def save():
-        run.save_state({"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(rng),
+        weights = {k: v.cpu() for k, v in model.state_dict().items()}
+        run.save_state({"model": weights, "optimizer": opt.state_dict(), "rng": rng_state(rng),
                         "step": step, "seconds": spent + clock.elapsed, "config": cfg.name,
                         "motion_stats": {"shift": torch.from_numpy(data.shift), "scale": torch.from_numpy(data.scale)},
                         "flags": {k: getattr(args, k) for k in ("no_au_loss", "single_branch", "no_zero_gates",
@@ -173,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, args.steps, args.lr)
         model.train()
-        out = losses(model, sampler.batch(args.batch, rng), ac, args)
+        out = losses(model, {k: v.to(device) for k, v in sampler.batch(args.batch, rng).items()}, ac, args)
         opt.zero_grad(set_to_none=True)
         out["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..engine.config import get_config
 from ..engine.vae import VAE
-from .common import RunDir, Stopwatch, cosine_lr, load_vae_weights, psnr, restore_rng, rng_state
+from .common import RunDir, Stopwatch, cosine_lr, init_weights, load_vae_weights, psnr, restore_rng, rng_state
 from .vae_data import FramePairSampler, fixed_eval_set
 
 
@@ -53,8 +53,8 @@ def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train
     return losses
 
 
-def to_tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(v) for k, v in batch.items() if k in ("source", "target", "landmarks")}
+def to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v).to(device) for k, v in batch.items() if k in ("source", "target", "landmarks")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=int, default=200)
     ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the RNG state saved for resuming is the CPU one)")
+    ap.add_argument("--init-from", default=None,
+                    help="start a new run from these weights (demo.safetensors or a state.pt); no optimiser state")
     ap.add_argument("--freeze-motion", action="store_true",
                     help="keep the motion encoder fixed (once motion training has started on its latents)")
     args = ap.parse_args(argv)
@@ -90,15 +93,26 @@ def main(argv: list[str] | None = None) -> int:
         restore_rng(rng, state["rng"])
         step, spent = state["step"], state.get("seconds", 0.0)
         print(f"[vae] resumed at step {step} ({spent / 60:.1f} min so far)")
+    elif args.init_from:
+        load_vae_weights(vae, init_weights(args.init_from, "vae."))
+        print(f"[vae] initialised from {args.init_from}")
+    device = torch.device(args.device)
+    vae.to(device)
+    if state is not None:                       # optimiser tensors follow their parameters
+        for st in opt.state.values():
+            for k, v in st.items():
+                if torch.is_tensor(v) and k != "step":
+                    st[k] = v.to(device)
     if args.freeze_motion:
         vae.motion_encoder.requires_grad_(False)
         print("[vae] motion encoder frozen")
     sampler = FramePairSampler(cfg.media.image_size, cfg.vae.landmark_size, "train")
-    evalset = to_tensors(fixed_eval_set(cfg.media.image_size, cfg.vae.landmark_size, 32))
+    evalset = to_tensors(fixed_eval_set(cfg.media.image_size, cfg.vae.landmark_size, 32), device)
     clock = Stopwatch(args.minutes)
 
     def save():
-        run.save_state({"model": vae.state_dict(), "optimizer": opt.state_dict(), "rng": rng_state(rng),
+        weights = {k: v.cpu() for k, v in vae.state_dict().items()}
+        run.save_state({"model": weights, "optimizer": opt.state_dict(), "rng": rng_state(rng),
                         "step": step, "seconds": spent + clock.elapsed, "config": cfg.name})
 
     t_log = time.time()
@@ -106,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, args.steps, args.lr)
         vae.train()
-        losses = vae_losses(vae, to_tensors(sampler.batch(args.batch, rng)), args.kl_weight)
+        losses = vae_losses(vae, to_tensors(sampler.batch(args.batch, rng), device), args.kl_weight)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_([p for p in vae.parameters() if p.requires_grad], 1.0)
