@@ -9,6 +9,7 @@ STEPS = {
     "prepare": "Generate clips, landmark images and text embeddings for motion training",
     "latents": "Encode motion latents with the (frozen) VAE motion encoder",
     "motion": "Train the motion generator (audio encoder + denoiser)",
+    "probe": "Train the latent probe (motion latent -> AUs, pose, mouth) on ground-truth latents",
     "package": "Combine VAE + motion states into the demo checkpoint",
     "quality": "Quality tables on held-out data (main, paraphrase, steps, streaming, ablations)",
 }
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         return data_main([step, *rest])
     elif step == "motion":
         from .train_motion import main as run
+    elif step == "probe":
+        from .latent_probe import main as run
     elif step == "quality":
         from .quality import main as run
     else:

@@ -158,6 +158,7 @@ class MotionData:
         self.frame_offsets = np.concatenate([[0], np.cumsum(lengths)])
         clips = [ds[i] for i in range(n)]
         self.audio = [c.audio for c in clips]
+        self.controls = np.concatenate([c.controls for c in clips]).astype(np.float32)   # (frames, NUM_CONTROLS)
         self.pose = np.concatenate([c.pose for c in clips]).astype(np.float32)
         self.au_frames = np.concatenate([c.au_frames for c in clips])
         self.au_clip = np.stack([c.au_clip for c in clips]).astype(np.float32)

@@ -136,13 +136,17 @@ def pipeline_from_runs(vae_state: str | Path, motion_state: str | Path, steps: i
 
 
 # --------------------------------------------------------------------------------------------------- running
+Output = tuple[np.ndarray, "np.ndarray | None"]       # frames (T,S,S,3) uint8, motion latents (T,M) or None
+
+
 @dataclass
 class SystemResult:
     name: str
-    summary: dict
+    summary: dict                   # frame evaluators on the video
     clips: list[dict]
     seconds: float                  # wall time spent generating (not evaluating)
     chunks: int                     # chunk steps run
+    probe_summary: dict | None = None   # latent probe on the emitted motion (the generator alone)
 
     @property
     def ms_per_chunk(self) -> float:
@@ -155,8 +159,26 @@ def _evaluator():
     return load_evaluators()
 
 
+def _probe(path: str | None):
+    from .latent_probe import load_probe
+
+    if path is None:
+        from ..engine.loader import DEMO_WEIGHTS
+
+        default = DEMO_WEIGHTS.parent / "latent_probe.safetensors"
+        return load_probe(default) if default.is_file() else None
+    return load_probe(path)
+
+
+def generate_offline(pipe, portrait, audio: np.ndarray, text: str | None, seed: int) -> Output:
+    """Pipeline.generate (whole audio, chunk by chunk), also returning the emitted motion latents."""
+    session, _ = pipe.new_session(portrait, text, seed=seed, keep_motion=True)
+    frames = np.concatenate([session.push_audio(audio), session.flush()])
+    return frames, np.concatenate(session.motion_log) * pipe.scale
+
+
 def generate_streaming(pipe, portrait, audio: np.ndarray, text: str | None, seed: int,
-                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                       rng: np.random.Generator) -> Output:
     """Frames pushed in random-size pieces (20..500 ms), as a live stream would; also the emitted motion."""
     session, _ = pipe.new_session(portrait, text, seed=seed, keep_motion=True)
     out, i = [], 0
@@ -166,16 +188,18 @@ def generate_streaming(pipe, portrait, audio: np.ndarray, text: str | None, seed
         out.append(session.push_audio(audio[i:i + n]))
         i += n
     out.append(session.flush())
-    return np.concatenate(out), np.concatenate(session.motion_log)
+    return np.concatenate(out), np.concatenate(session.motion_log) * pipe.scale
 
 
-def run_system(name: str, clips: list[Clip], frames_of: Callable[[int, Clip], np.ndarray], ev,
-               chunk_frames: int, log=print) -> SystemResult:
-    """Evaluate one system: frames_of(i, clip) -> (T, S, S, 3) uint8 for each clip."""
-    results, seconds, chunks = [], 0.0, 0
+def run_system(name: str, clips: list[Clip], produce: Callable[[int, Clip], Output], ev, chunk_frames: int,
+               probe=None, log=print) -> SystemResult:
+    """Evaluate one system: produce(i, clip) -> (frames, motion latents or None) for each clip."""
+    from .latent_probe import probe_predict
+
+    results, probed, seconds, chunks = [], [], 0.0, 0
     for i, clip in enumerate(clips):
         t0 = time.perf_counter()
-        frames = frames_of(i, clip)
+        frames, motion = produce(i, clip)
         seconds += time.perf_counter() - t0
         chunks += -(-len(frames) // chunk_frames)
         truth = clip_truth(clip, i)
@@ -183,22 +207,42 @@ def run_system(name: str, clips: list[Clip], frames_of: Callable[[int, Clip], np
         r = metrics.evaluate_clip(pred, truth, ev.intensity_thresholds)
         r.update(kind=clip.spec.kind, instruction=clip.spec.instruction)
         results.append(r)
+        if probe is not None and motion is not None:
+            p = probe_predict(probe, motion, truth.speech_jaw, ev.mouth_au_table)
+            probed.append(metrics.evaluate_clip(p, truth, ev.intensity_thresholds))
     summary = metrics.summarize(results)
-    res = SystemResult(name, summary, results, seconds, chunks)
+    res = SystemResult(name, summary, results, seconds, chunks, metrics.summarize(probed) if probed else None)
     log(f"[quality] {name}: " + ", ".join(f"{label} {_fmt(summary.get(key), fmt)}" for label, key, fmt in COLUMNS)
         + f" ({res.ms_per_chunk:.0f} ms/chunk)")
+    if res.probe_summary:
+        log(f"[quality] {name} (latent probe): " + ", ".join(
+            f"{label} {_fmt(res.probe_summary.get(key), fmt)}" for label, key, fmt in COLUMNS))
     return res
 
 
-def model_frames(pipe, text_of: Callable[[Clip, int], str | None], size: int, stream: bool = False):
-    def frames_of(i: int, clip: Clip) -> np.ndarray:
+def model_output(pipe, text_of: Callable[[Clip, int], str | None], size: int):
+    def produce(i: int, clip: Clip) -> Output:
         portrait = pipe.prepare(portrait_of(clip, size))
-        if stream:
-            frames, _ = generate_streaming(pipe, portrait, clip.audio, text_of(clip, i), seed=i,
-                                           rng=np.random.default_rng([clip.spec.seed % 2**32, 11]))
-            return frames
-        return pipe.generate(portrait, audio=clip.audio, instruction=text_of(clip, i), seed=i)
-    return frames_of
+        return generate_offline(pipe, portrait, clip.audio, text_of(clip, i), seed=i)
+    return produce
+
+
+def truth_output(pipe, size: int):
+    """The renderer's frames and the VAE motion encoder's latents of the truth's landmark images."""
+    def produce(i: int, clip: Clip) -> Output:
+        return truth_frames(clip, size), truth_latents(pipe.backend, clip, size, pipe.cfg.vae.landmark_size)
+    return produce
+
+
+def truth_latents(backend, clip: Clip, size: int, lm_size: int, ident_index: int | None = None) -> np.ndarray:
+    from ..avatarworld.identity import identity
+    from ..avatarworld.render import FaceRenderer, landmark_image
+
+    r = FaceRenderer(size)
+    ident = identity(clip.identity if ident_index is None else ident_index)
+    lms = np.stack([landmark_image(r.landmarks(ident, c), size, lm_size) for c in clip.controls])
+    x = lms.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
+    return np.concatenate([backend.encode_motion(x[i:i + 64]) for i in range(0, len(x), 64)])
 
 
 # --------------------------------------------------------------------------------------------------- tables
@@ -208,14 +252,27 @@ def _fmt(value, fmt: str) -> str:
     return fmt.format(float(value))
 
 
-def markdown_table(rows: list[SystemResult], extra: tuple[tuple[str, Callable[[SystemResult], str]], ...] = ()
-                   ) -> str:
+def markdown_table(rows: list[SystemResult], extra: tuple[tuple[str, Callable[[SystemResult], str]], ...] = (),
+                   probe: bool = True) -> str:
+    """One row per system (frame evaluators on the video); with `probe`, a second block of rows: the latent
+    probe on the same systems' emitted motion (the motion generator alone, before the decoder)."""
     head = ["system"] + [c[0] for c in COLUMNS] + [e[0] for e in extra]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for r in rows:
         cells = [r.name] + [_fmt(r.summary.get(key), fmt) for _, key, fmt in COLUMNS] + [f(r) for _, f in extra]
         lines.append("| " + " | ".join(cells) + " |")
+    if probe:
+        for r in rows:
+            if r.probe_summary:
+                cells = [f"{r.name}, motion read by the latent probe"] + [
+                    _fmt(r.probe_summary.get(key), fmt) for _, key, fmt in COLUMNS] + ["" for _ in extra]
+                lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _data(rows: list[SystemResult]) -> dict:
+    return {r.name: {"summary": r.summary, "probe_summary": r.probe_summary, "ms_per_chunk": r.ms_per_chunk,
+                     "clips": r.clips} for r in rows}
 
 
 def boundary_ratio(motion: np.ndarray, chunk: int) -> float:
@@ -226,73 +283,83 @@ def boundary_ratio(motion: np.ndarray, chunk: int) -> float:
     return float(d[at].mean() / max(d[~at].mean(), 1e-12)) if at.any() and (~at).any() else float("nan")
 
 
-def table_main(args, clips, ev, size) -> tuple[str, dict]:
-    rows = [run_system("ground-truth renderer (upper bound)", clips, lambda i, c: truth_frames(c, size), ev, 10)]
+def table_main(args, clips, ev, size, probe) -> tuple[str, dict]:
     pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads)
-    rows.append(run_system(f"ours ({pipe.sampler.num_steps} DDIM steps)", clips,
-                           model_frames(pipe, heldout_text, size), ev, pipe.cfg.stream.chunk_frames))
+    chunk = pipe.cfg.stream.chunk_frames
+    rows = [run_system("ground-truth renderer (upper bound)", clips, truth_output(pipe, size), ev, chunk, probe),
+            run_system(f"ours ({pipe.sampler.num_steps} DDIM steps)", clips, model_output(pipe, heldout_text, size), ev,
+                       chunk, probe),
+            run_system("ours, instruction withheld (default text)", clips, model_output(pipe, no_text, size), ev,
+                       chunk, probe)]
     if args.audio_only:
         base = pipeline_from_runs(args.vae, args.audio_only, args.steps, args.threads)
-        rows.append(run_system("audio-only (no text; lower bound)", clips, model_frames(base, no_text, size), ev,
-                               base.cfg.stream.chunk_frames))
-    return markdown_table(rows), {r.name: {"summary": r.summary, "clips": r.clips} for r in rows}
+        rows.append(run_system("audio-only model (trained without text; lower bound)", clips,
+                               model_output(base, no_text, size), ev, chunk, probe))
+    return markdown_table(rows), _data(rows)
 
 
-def table_paraphrase(args, clips, ev, size) -> tuple[str, dict]:
+def table_paraphrase(args, clips, ev, size, probe) -> tuple[str, dict]:
     pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads)
     keep = [c for c in clips if c.spec.kind != "talk_neutral"]
-    rows = [run_system("seen (train) phrasings", keep, model_frames(pipe, seen_text, size), ev, 10),
-            run_system("held-out phrasings", keep, model_frames(pipe, heldout_text, size), ev, 10)]
-    return markdown_table(rows), {r.name: {"summary": r.summary, "clips": r.clips} for r in rows}
+    chunk = pipe.cfg.stream.chunk_frames
+    rows = [run_system("seen (train) phrasings", keep, model_output(pipe, seen_text, size), ev, chunk, probe),
+            run_system("held-out phrasings", keep, model_output(pipe, heldout_text, size), ev, chunk, probe)]
+    return markdown_table(rows), _data(rows)
 
 
-def table_steps(args, clips, ev, size) -> tuple[str, dict]:
+def table_steps(args, clips, ev, size, probe) -> tuple[str, dict]:
     rows = []
     for k in args.steps_list:
         pipe = pipeline_from_checkpoint(args.weights, k, args.threads)
-        rows.append(run_system(f"{k} steps", clips, model_frames(pipe, heldout_text, size), ev,
-                               pipe.cfg.stream.chunk_frames))
+        rows.append(run_system(f"{k} steps", clips, model_output(pipe, heldout_text, size), ev,
+                               pipe.cfg.stream.chunk_frames, probe))
     chunk_s = pipe.cfg.stream.chunk_frames / pipe.cfg.media.fps
     extra = (("ms / chunk (0.4 s)", lambda r: f"{r.ms_per_chunk:.0f}"),
              ("real-time factor", lambda r: f"{r.ms_per_chunk / 1e3 / chunk_s:.3f}"))
-    return markdown_table(rows, extra), {r.name: {"summary": r.summary, "clips": r.clips,
-                                                  "ms_per_chunk": r.ms_per_chunk} for r in rows}
+    return markdown_table(rows, extra), _data(rows)
 
 
-def table_streaming(args, clips, ev, size) -> tuple[str, dict]:
+def table_streaming(args, clips, ev, size, probe) -> tuple[str, dict]:
     pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads)
     chunk = pipe.cfg.stream.chunk_frames
-    offline = run_system("offline (whole audio)", clips, model_frames(pipe, heldout_text, size), ev, chunk)
+    offline_out: dict[int, Output] = {}
+
+    def offline(i: int, clip: Clip) -> Output:
+        offline_out[i] = model_output(pipe, heldout_text, size)(i, clip)
+        return offline_out[i]
+
+    rows = [run_system("offline (whole audio)", clips, offline, ev, chunk, probe)]
     motions, max_diff = [], 0.0
 
-    def streamed(i: int, clip: Clip) -> np.ndarray:
+    def streamed(i: int, clip: Clip) -> Output:
         nonlocal max_diff
         portrait = pipe.prepare(portrait_of(clip, size))
         frames, motion = generate_streaming(pipe, portrait, clip.audio, heldout_text(clip, i), seed=i,
                                             rng=np.random.default_rng([clip.spec.seed % 2**32, 11]))
         motions.append(motion)
-        ref = pipe.generate(portrait, audio=clip.audio, instruction=heldout_text(clip, i), seed=i)
-        max_diff = max(max_diff, float(np.abs(frames.astype(int) - ref.astype(int)).max()))
-        return frames
+        max_diff = max(max_diff, float(np.abs(frames.astype(int) - offline_out[i][0].astype(int)).max()))
+        return frames, motion
 
-    stream = run_system("streaming (random 20-500 ms pushes)", clips, streamed, ev, chunk)
+    rows.append(run_system("streaming (random 20-500 ms pushes)", clips, streamed, ev, chunk, probe))
     ratio = float(np.nanmean([boundary_ratio(m, chunk) for m in motions]))
-    text = markdown_table([offline, stream]) + (
-        f"\n\nMax pixel difference streaming vs offline: {max_diff:.0f} (of 255). Motion change across chunk "
-        f"boundaries / within chunks: {ratio:.3f} (1.0 = boundaries look like any other frame step).")
-    return text, {"offline": offline.summary, "streaming": stream.summary, "max_pixel_diff": max_diff,
-                  "boundary_ratio": ratio}
+    text = markdown_table(rows) + (
+        f"\n\nMax pixel difference streaming vs offline: {max_diff:.0f} (of 255). Motion-latent change across "
+        f"chunk boundaries / within chunks: {ratio:.3f} (1.0 = a boundary looks like any other frame step).")
+    data = _data(rows)
+    data.update(max_pixel_diff=max_diff, boundary_ratio=ratio)
+    return text, data
 
 
-def table_ablations(args, clips, ev, size) -> tuple[str, dict]:
+def table_ablations(args, clips, ev, size, probe) -> tuple[str, dict]:
     if not args.run:
         raise SystemExit("give --run NAME=RUN_DIR for each ablation")
     rows = []
     for item in args.run:
         name, _, run = item.partition("=")
         pipe = pipeline_from_runs(args.vae, Path(run) / "state.pt", args.steps, args.threads)
-        rows.append(run_system(name, clips, model_frames(pipe, heldout_text, size), ev, pipe.cfg.stream.chunk_frames))
-    return markdown_table(rows), {r.name: {"summary": r.summary, "clips": r.clips} for r in rows}
+        rows.append(run_system(name, clips, model_output(pipe, heldout_text, size), ev,
+                               pipe.cfg.stream.chunk_frames, probe))
+    return markdown_table(rows), _data(rows)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -319,7 +386,7 @@ def vae_frames(backend, portrait: np.ndarray, clip: Clip, ident_index: int, size
     return to_frames(np.concatenate(out))
 
 
-def table_vae(args, clips, ev, size) -> tuple[str, dict]:
+def table_vae(args, clips, ev, size, probe) -> tuple[str, dict]:
     """Reconstruction (portrait appearance + the clip's own motion) and motion transfer (appearance of
     clip i's identity, motion of clip i+1's identity) on held-out identities."""
     from ..avatarworld.identity import identity
@@ -378,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vae", default="runs/vae/state.pt", help="VAE training state (for --audio-only, ablations)")
     ap.add_argument("--audio-only", default=None, help="motion state of a --no-text run (main table's lower bound)")
     ap.add_argument("--run", action="append", default=[], help="NAME=RUN_DIR of an ablation (repeatable)")
+    ap.add_argument("--probe", default=None, help="latent probe (default: the one shipped beside the checkpoint)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="write summaries and per-clip numbers here")
     args = ap.parse_args(argv)
@@ -385,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     clips = eval_clips(args.clips, args.seed)
     ev = _evaluator()
-    text, data = TABLES[args.table](args, clips, ev, size)
+    probe = _probe(args.probe)
+    text, data = TABLES[args.table](args, clips, ev, size, probe)
     print(text)
     kinds = {k: sum(c.spec.kind == k for c in clips) for k in ("talk", "motion", "talk_neutral")}
     print(f"\n{len(clips)} held-out clips (seed {args.seed}: {kinds}); {time.time() - t0:.0f} s", file=sys.stderr)
