@@ -26,7 +26,7 @@ from ..engine.config import get_config
 from ..engine.pipeline import DEFAULT_INSTRUCTION
 from ..engine.text_encoder import build_text_encoder
 from ..engine.tokenizer import build_tokenizer
-from .common import load_vae_weights
+from .common import init_weights, load_vae_weights
 
 TEXTS_PER_CLIP = 3          # the clip's own instruction + 2 more phrasings of the same content
 TEXT_TOKENS = 40            # stored token embeddings per text (instructions are shorter; checked)
@@ -102,7 +102,11 @@ def encode_latents(data: Path, vae_state: Path, config: str = "demo", threads: i
     cfg = get_config(config)
     torch.set_num_threads(threads)
     vae = VAE(cfg.vae, cfg.media.image_size)
-    state = torch.load(vae_state, map_location="cpu", weights_only=False)
+    if str(vae_state).endswith(".safetensors"):                 # a packaged checkpoint (demo.safetensors)
+        state = {"model": {k: v for k, v in init_weights(str(vae_state), "vae.").items()
+                           if k not in ("motion_shift", "motion_scale")}}
+    else:
+        state = torch.load(vae_state, map_location="cpu", weights_only=False)
     load_vae_weights(vae, state["model"] if "model" in state else state)
     vae.eval()
     frames, keys = [], []

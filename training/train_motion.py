@@ -133,6 +133,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--save-every", type=int, default=250)
+    ap.add_argument("--stop-at", type=int, default=None,
+                    help="stop (and save) at this step; the learning-rate schedule still spans --steps")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (the RNG state saved for resuming is the CPU one)")
     ap.add_argument("--init-from", default=None,
                     help="start a new run from these weights (demo.safetensors or a state.pt); no optimiser state")
@@ -183,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                   "no_keyframe_sub", "no_text")}})
 
     t_log = time.time()
-    while step < args.steps and not clock.expired():
+    last = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
+    while step < last and not clock.expired():
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, args.steps, args.lr)
         model.train()

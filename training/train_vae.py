@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=int, default=200)
     ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--stop-at", type=int, default=None,
+                    help="stop (and save) at this step; the learning-rate schedule still spans --steps")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (the RNG state saved for resuming is the CPU one)")
     ap.add_argument("--init-from", default=None,
                     help="start a new run from these weights (demo.safetensors or a state.pt); no optimiser state")
@@ -116,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                         "step": step, "seconds": spent + clock.elapsed, "config": cfg.name})
 
     t_log = time.time()
-    while step < args.steps and not clock.expired():
+    last = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
+    while step < last and not clock.expired():
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, args.steps, args.lr)
         vae.train()
