@@ -448,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe", default=None, help="latent probe (default: the one shipped beside the checkpoint)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="write summaries and per-clip numbers here")
+    ap.add_argument("--summary-json", default=None, help="write the table and the summaries only (small)")
     args = ap.parse_args(argv)
     size = 128
     t0 = time.time()
@@ -458,6 +459,14 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     kinds = {k: sum(c.spec.kind == k for c in clips) for k in ("talk", "motion", "talk_neutral")}
     print(f"\n{len(clips)} held-out clips (seed {args.seed}: {kinds}); {time.time() - t0:.0f} s", file=sys.stderr)
+    if args.summary_json:
+        small = {k: ({kk: vv for kk, vv in v.items() if kk != "clips"} if isinstance(v, dict) else v)
+                 for k, v in data.items()}
+        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary_json).write_text(json.dumps({"table": text, "clips": len(clips), "kinds": kinds,
+                                                       "command": "instructavatar train quality " + " ".join(
+                                                           argv if argv is not None else sys.argv[1:]),
+                                                       "data": small}, indent=1, default=str))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"table": text, "clips": len(clips), "kinds": kinds,
