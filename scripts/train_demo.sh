@@ -13,7 +13,7 @@ VAE_JOINT_STEPS="${VAE_JOINT_STEPS:-2000}"      # joint VAE training before the 
 VAE_STEPS="${VAE_STEPS:-5600}"                  # total VAE steps (decoder continues with the encoder frozen)
 MOTION_STEPS="${MOTION_STEPS:-8000}"            # motion generator schedule length
 MOTION_STOP="${MOTION_STOP:-$MOTION_STEPS}"     # where the shipped run stopped (see the model card)
-VAE_STOP="${VAE_STOP:-$VAE_STEPS}"
+VAE_STOP="${VAE_STOP:-4400}"                 # where the shipped run stopped (wall time)
 
 # 1. 1500 train-split clips, their landmark images and instruction embeddings (~12 min, no VAE needed)
 "$IA" train prepare --out data/motion --clips 1500 --seed 0
