@@ -60,12 +60,15 @@ def test_fixed_seed_generation_matches_fingerprint():
 @pytest.mark.slow
 @pytest.mark.skipif(not QUALITY.is_file(), reason="no recorded headline quality next to the checkpoint")
 def test_short_evaluation_reproduces_headline_au_f1(tmp_path):
+    """The first 8 clips of the headline evaluation, generated and scored again: their mean AU_F1 (frames)
+    matches the recorded per-clip values of the headline run within 0.03."""
     from instructavatar.training.quality import main
 
+    n = 8
     recorded = json.loads(QUALITY.read_text())
-    ours = next(v for k, v in recorded["data"].items() if k.startswith("ours"))
+    ours = next(v for k, v in recorded["data"].items() if k.startswith("ours ("))
     out = tmp_path / "main.json"
-    assert main(["main", "--clips", str(recorded["clips"]), "--json", str(out), "--threads", "2"]) == 0
+    assert main(["main", "--clips", str(n), "--json", str(out), "--threads", "2"]) == 0
     again = json.loads(out.read_text())
-    ours_again = next(v for k, v in again["data"].items() if k.startswith("ours"))
-    assert abs(ours_again["summary"]["au_f1"] - ours["summary"]["au_f1"]) <= 0.03
+    ours_again = next(v for k, v in again["data"].items() if k.startswith("ours ("))
+    assert abs(ours_again["summary"]["au_f1"] - float(np.mean(ours["au_f1_per_clip"][:n]))) <= 0.03

@@ -460,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     kinds = {k: sum(c.spec.kind == k for c in clips) for k in ("talk", "motion", "talk_neutral")}
     print(f"\n{len(clips)} held-out clips (seed {args.seed}: {kinds}); {time.time() - t0:.0f} s", file=sys.stderr)
     if args.summary_json:
-        small = {k: ({kk: vv for kk, vv in v.items() if kk != "clips"} if isinstance(v, dict) else v)
+        small = {k: ({**{kk: vv for kk, vv in v.items() if kk != "clips"},
+                      "au_f1_per_clip": [c.get("au_f1") for c in v.get("clips", [])]} if isinstance(v, dict) else v)
                  for k, v in data.items()}
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(json.dumps({"table": text, "clips": len(clips), "kinds": kinds,
