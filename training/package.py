@@ -20,6 +20,16 @@ from ..engine.weights import check_state_dict, save_checkpoint
 FINGERPRINT_NAME = "fingerprint.json"
 
 
+def combined_state(vae: dict, motion: dict) -> dict:
+    """One model state dict from a VAE training state and a motion training state: the VAE weights, the
+    latent statistics the motion run trained on (vae.motion_shift / motion_scale), the motion weights."""
+    state = {f"vae.{k}": v for k, v in vae["model"].items()}
+    state["vae.motion_shift"] = motion["motion_stats"]["shift"]
+    state["vae.motion_scale"] = motion["motion_stats"]["scale"]
+    state.update(motion["model"])
+    return state
+
+
 def package(vae_state: Path, motion_state: Path, out: Path, config: str = "demo", dtype: str = "fp16") -> Path:
     cfg = get_config(config)
     model = InstructAvatar(cfg, pretrained_text=False)
@@ -28,10 +38,7 @@ def package(vae_state: Path, motion_state: Path, out: Path, config: str = "demo"
     flags = motion.get("flags", {})
     if any(flags.get(k) for k in ("single_branch", "no_zero_gates")):
         raise SystemExit("this motion run is an ablation with a different structure; package the main run")
-    state = {f"vae.{k}": v for k, v in vae["model"].items()}
-    state["vae.motion_shift"] = motion["motion_stats"]["shift"]     # the statistics the motion run trained on
-    state["vae.motion_scale"] = motion["motion_stats"]["scale"]
-    state.update(motion["model"])
+    state = combined_state(vae, motion)
     expected = model.trainable_state_dict()
     check_state_dict(expected, state, f"{vae_state} + {motion_state}")
     with torch.no_grad():

@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -118,18 +118,14 @@ def pipeline_from_runs(vae_state: str | Path, motion_state: str | Path, steps: i
     from ..engine.pipeline import Pipeline
     from ..engine.tokenizer import build_tokenizer
     from ..engine.weights import check_state_dict
+    from .package import combined_state
+    from .train_motion import config_for_flags
 
     vae = torch.load(vae_state, map_location="cpu", weights_only=False)
     motion = torch.load(motion_state, map_location="cpu", weights_only=False)
-    flags = motion.get("flags", {})
-    cfg = get_config(config)
-    cfg = replace(cfg, denoiser=replace(cfg.denoiser, two_branch=not flags.get("single_branch", False),
-                                        zero_gates=not flags.get("no_zero_gates", False)))
+    cfg = config_for_flags(get_config(config), motion.get("flags", {}))
     model = InstructAvatar(cfg, pretrained_text=True)
-    state = {f"vae.{k}": v for k, v in vae["model"].items()}
-    state["vae.motion_shift"] = motion["motion_stats"]["shift"]
-    state["vae.motion_scale"] = motion["motion_stats"]["scale"]
-    state.update(motion["model"])
+    state = combined_state(vae, motion)
     check_state_dict(model.trainable_state_dict(), state, f"{vae_state} + {motion_state}")
     model.load_state_dict(state, strict=False)      # strict above, minus the frozen text encoder
     return Pipeline(cfg, TorchBackend(model.eval(), threads=threads), build_tokenizer(cfg.text), steps=steps)
@@ -356,6 +352,8 @@ def table_ablations(args, clips, ev, size, probe) -> tuple[str, dict]:
     rows = []
     for item in args.run:
         name, _, run = item.partition("=")
+        if not name or not (Path(run) / "state.pt").is_file():
+            raise SystemExit(f"--run {item!r}: expected NAME=RUN_DIR with RUN_DIR/state.pt")
         pipe = pipeline_from_runs(args.vae, Path(run) / "state.pt", args.steps, args.threads)
         rows.append(run_system(name, clips, model_output(pipe, heldout_text, size), ev,
                                pipe.cfg.stream.chunk_frames, probe))
@@ -452,10 +450,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     size = 128
     t0 = time.time()
-    clips = eval_clips(args.clips, args.seed)
-    ev = _evaluator()
-    probe = _probe(args.probe)
-    text, data = TABLES[args.table](args, clips, ev, size, probe)
+    for label, path in (("--audio-only", args.audio_only), ("--weights", args.weights), ("--probe", args.probe)):
+        if path is not None and not Path(path).is_file():
+            print(f"instructavatar train quality: error: {label} {path}: file not found", file=sys.stderr)
+            return 2
+    try:
+        clips = eval_clips(args.clips, args.seed)
+        ev = _evaluator()
+        probe = _probe(args.probe)
+        text, data = TABLES[args.table](args, clips, ev, size, probe)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:        # missing checkpoints, wrong files
+        print(f"instructavatar train quality: error: {e}", file=sys.stderr)
+        return 2
     print(text)
     kinds = {k: sum(c.spec.kind == k for c in clips) for k in ("talk", "motion", "talk_neutral")}
     print(f"\n{len(clips)} held-out clips (seed {args.seed}: {kinds}); {time.time() - t0:.0f} s", file=sys.stderr)

@@ -40,10 +40,14 @@ class MotionModel(torch.nn.Module):
         self.denoiser = Denoiser(cfg.denoiser, motion_dim=cfg.motion_dim, text_dim=cfg.text.width)
 
 
+def config_for_flags(cfg: ModelConfig, flags: dict) -> ModelConfig:
+    """The structure an (ablation) run trained: `flags` as saved in its state (single_branch, no_zero_gates)."""
+    return replace(cfg, denoiser=replace(cfg.denoiser, two_branch=not flags.get("single_branch", False),
+                                         zero_gates=not flags.get("no_zero_gates", False)))
+
+
 def model_config(args) -> ModelConfig:
-    cfg = get_config(args.config)
-    return replace(cfg, denoiser=replace(cfg.denoiser, two_branch=not args.single_branch,
-                                         zero_gates=not args.no_zero_gates))
+    return config_for_flags(get_config(args.config), vars(args))
 
 
 class WindowSampler:

@@ -1,0 +1,87 @@
+"""Pieces of training/ used by the shipped model: latent statistics, the latent probe, state merging."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from instructavatar.avatarworld import controls as C
+from instructavatar.engine.config import get_config
+from instructavatar.engine.vae import VAE
+from instructavatar.training.latent_probe import load_probe, probe_predict, save_probe, train_probe
+from instructavatar.training.motion_data import latent_stats
+from instructavatar.training.package import combined_state
+
+torch.set_num_threads(1)
+
+
+def test_vae_motion_statistics_normalise_and_invert():
+    cfg = get_config("demo")
+    vae = VAE(cfg.vae, cfg.media.image_size).eval()
+    lm = torch.rand(2, 3, cfg.vae.landmark_size, cfg.vae.landmark_size) * 2 - 1
+    app = vae.encode_appearance(torch.zeros(2, 3, 128, 128))
+    with torch.no_grad():
+        raw = vae.encode_motion_raw(lm)
+        assert torch.equal(vae.encode_motion(lm), raw)                  # identity until set
+        shift, scale = torch.randn(cfg.motion_dim), torch.rand(cfg.motion_dim) + 0.5
+        vae.set_motion_stats(shift, scale)
+        z = vae.encode_motion(lm)
+        torch.testing.assert_close(z, (raw - shift) / scale)
+        torch.testing.assert_close(vae.decode(z, app), vae.decode_raw(raw, app), atol=1e-5, rtol=1e-5)
+        key = vae.encode_keyframe(torch.zeros(1, 3, 128, 128))
+        torch.testing.assert_close(key, (vae.keyframe_encoder(torch.zeros(1, 3, 128, 128)) - shift) / scale)
+    assert {"motion_shift", "motion_scale"} <= set(vae.state_dict())
+
+
+def test_latent_stats_floor():
+    rng = np.random.default_rng(0)
+    raw = np.concatenate([rng.normal(3.0, 2.0, (500, 3)), np.full((500, 1), 7.0)], 1).astype(np.float32)
+    shift, scale = latent_stats(raw)
+    np.testing.assert_allclose(shift, raw.mean(0), rtol=1e-5)
+    assert abs(scale[0] - 2.0) < 0.2
+    assert scale[3] == pytest.approx(0.1 * np.median(raw.std(0)))    # a constant dimension is not blown up
+
+
+def test_latent_probe_reads_a_linear_code(tmp_path):
+    """Latents that encode the controls linearly: the probe recovers pose and mouth, and AU activity."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    ctrl = np.zeros((n, C.NUM_CONTROLS), np.float32)
+    ctrl[:, C.AU_SLICE] = rng.random((n, len(C.AU_IDS))) * (rng.random((n, len(C.AU_IDS))) < 0.3)
+    ctrl[:, C.ROTATION_SLICE] = rng.uniform(-20, 20, (n, 3))
+    ctrl[:, C.INDEX["speech_jaw"]] = rng.uniform(0, 0.8, n)
+    ctrl = C.clip_controls(ctrl)
+    mix = rng.normal(size=(C.NUM_CONTROLS, 32)).astype(np.float32)
+    z = ctrl @ mix / 10
+    probe = train_probe(z[:3500], ctrl[:3500], steps=600, batch=256)
+    path = save_probe(probe, tmp_path / "p.safetensors", {"x": 1})
+    pred = probe_predict(load_probe(path), z[3500:])
+    t = ctrl[3500:]
+    assert set(pred) >= {"au_prob", "au_intensity", "pose", "mouth", "eyes", "gaze"}
+    assert np.abs(pred["pose"] - t[:, C.ROTATION_SLICE]).mean() < 3.0
+    assert np.abs(pred["mouth"][:, 0] - C.mouth_opening(t)).mean() < 0.1
+    vis = [C.AU_IDS.index(a) for a in (1, 2, 4, 12)]
+    acc = ((pred["au_prob"][:, vis] >= 0.5) == C.active_aus(t)[:, vis]).mean()
+    assert acc > 0.8
+    with pytest.raises(ValueError, match="not a latent-probe"):
+        from safetensors.torch import save_file
+        save_file({"x": torch.zeros(1)}, str(tmp_path / "x.safetensors"))
+        load_probe(tmp_path / "x.safetensors")
+
+
+def test_combined_state_takes_the_motion_runs_statistics():
+    vae = {"model": {"decoder.w": torch.ones(1), "motion_shift": torch.zeros(2), "motion_scale": torch.ones(2)}}
+    motion = {"model": {"denoiser.w": torch.zeros(1)},
+              "motion_stats": {"shift": torch.tensor([1.0, 2.0]), "scale": torch.tensor([3.0, 4.0])}}
+    s = combined_state(vae, motion)
+    assert set(s) == {"vae.decoder.w", "vae.motion_shift", "vae.motion_scale", "denoiser.w"}
+    assert s["vae.motion_scale"].tolist() == [3.0, 4.0]
+
+
+def test_quality_cli_missing_files_are_one_line_errors(tmp_path, capsys):
+    from instructavatar.training.quality import main
+
+    assert main(["main", "--clips", "1", "--weights", str(tmp_path / "none.safetensors")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "file not found" in err and "\n" not in err and "Traceback" not in err
