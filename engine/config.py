@@ -130,6 +130,8 @@ class DiffusionConfig:
                                      # demo's VAE normalises per dimension itself (VAE.motion_scale): 1
     sample_steps: int = 8            # default DDIM steps at inference
     eta: float = 0.0
+    guidance: float = 1.0            # instruction guidance at inference (1 = off): the denoiser also runs with
+                                     # the neutral default instruction and x0 = x0_neutral + g * (x0 - x0_neutral)
 
 
 @dataclass(frozen=True)

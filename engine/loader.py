@@ -53,7 +53,8 @@ def build_model(cfg: ModelConfig, weights: str | Path | None = None, random_weig
 def load_pipeline(config: str | ModelConfig = "demo", weights: str | Path | None = None,
                   random_weights: bool = False, backend: str = "auto", steps: int | None = None,
                   eta: float | None = None, device: str = "cpu", threads: int | None = None,
-                  clip_weights: str | Path | None = None, seed: int = 0, announce=None) -> Pipeline:
+                  clip_weights: str | Path | None = None, seed: int = 0, announce=None,
+                  guidance: float | None = None) -> Pipeline:
     cfg = get_config(config) if isinstance(config, str) else config
     name = resolve_backend(backend)
     model = build_model(cfg, weights, random_weights, clip_weights, seed)
@@ -63,4 +64,4 @@ def load_pipeline(config: str | ModelConfig = "demo", weights: str | Path | None
             "the audio or the instruction ***")
     assert name == "torch"
     return Pipeline(cfg, TorchBackend(model, device=device, threads=threads), build_tokenizer(cfg.text),
-                    steps=steps, eta=eta)
+                    steps=steps, eta=eta, guidance=guidance)

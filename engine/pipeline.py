@@ -13,6 +13,12 @@ motion is the motion already emitted, given to the denoiser clean and flagged `k
 continue the old ones. Offline generation is
 the same loop over the whole input, so streaming and offline give identical frames however the input
 audio is split.
+
+Instruction guidance (`guidance` g > 1, classifier-free-guidance style with the neutral default instruction
+as the reference): for a session whose instruction is not the default one, every DDIM step also runs the
+denoiser with the default instruction (same noisy motion, audio and keyframe, in the same batch) and uses
+x0 = x0_neutral + g * (x0_instructed - x0_neutral): what the instruction changes is amplified, what the audio
+drives is shared by both and kept. It costs one extra denoiser row per guided session per step.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ class Portrait:
     image: np.ndarray          # (S,S,3) uint8 as the model sees it
     appearance: np.ndarray     # (1,Ca,h,w)
     keyframe: np.ndarray       # (1,M) motion latent, diffusion scale
+    neutral: InstructionTensors | None = None   # the default instruction with this keyframe (guidance)
 
 
 @dataclass
@@ -83,6 +90,11 @@ class Session:
     frames_emitted: int = 0
     motion_log: list[np.ndarray] = field(default_factory=list)   # emitted motion per chunk (diffusion scale)
     keep_motion: bool = False
+
+    @property
+    def guided(self) -> bool:
+        """Whether this session's steps use instruction guidance (on, and a non-default instruction)."""
+        return self.pipeline.guidance != 1.0 and self.instruction_text != DEFAULT_INSTRUCTION
 
     def set_instruction(self, text: str | None) -> list[str]:
         """Switch behaviour; takes effect from the next chunk. Returns warnings (e.g. truncation)."""
@@ -122,8 +134,12 @@ class Session:
 
 class Pipeline:
     def __init__(self, cfg: ModelConfig, backend: Backend, tokenizer: InstructionTokenizer,
-                 steps: int | None = None, eta: float | None = None, decode_batch: int = 16):
+                 steps: int | None = None, eta: float | None = None, decode_batch: int = 16,
+                 guidance: float | None = None):
         self.cfg = cfg
+        self.guidance = float(cfg.diffusion.guidance if guidance is None else guidance)
+        if not self.guidance >= 0.0:
+            raise ValueError(f"guidance must be >= 0 (1 = off), got {guidance}")
         self.backend = backend
         self.tokenizer = tokenizer
         self.sampler = DDIMSampler(cfg.diffusion)
@@ -166,6 +182,12 @@ class Pipeline:
             inst = self.backend.condition(emb, tokens.mask, pooled, keyframe)
         return inst, text, warnings
 
+    def _neutral(self, portrait: Portrait) -> InstructionTensors:
+        """The default instruction's tensors for this portrait (computed once, kept on the portrait)."""
+        if portrait.neutral is None:
+            portrait.neutral = self.encode_instruction(None, portrait.keyframe)[0]
+        return portrait.neutral
+
     def new_session(self, portrait, instruction: str | None = None, seed: int = 0,
                     keep_motion: bool = False) -> tuple[Session, list[str]]:
         p = portrait if isinstance(portrait, Portrait) else self.prepare(portrait)
@@ -189,7 +211,11 @@ class Pipeline:
         wave = np.stack([c if P == 0 else np.concatenate([s.prefix_audio, c]) for s, c in zip(sessions, chunks)])
         with _timed(self.timings, "audio"):
             audio = self.backend.encode_audio(wave.astype(np.float32))               # (B, T, D)
-        inst = sessions[0].instruction if B == 1 else InstructionTensors.stack([s.instruction for s in sessions])
+        guided = [b for b, s in enumerate(sessions) if s.guided]
+        rows = [s.instruction for s in sessions] + [self._neutral(sessions[b].portrait) for b in guided]
+        inst = rows[0] if len(rows) == 1 else InstructionTensors.stack(rows)
+        if guided:                                   # extra rows: the guided sessions with the default text
+            audio = np.concatenate([audio, audio[guided]])
 
         x = np.stack([self.sampler.initial_noise((T, M), s.rng) for s in sessions])   # (B, T, M)
         known = np.zeros((B, T), np.float32)
@@ -200,7 +226,13 @@ class Pipeline:
             if P:
                 x[:, :P] = prefix
             with _timed(self.timings, "denoise_step"):
-                x0 = self.backend.denoise(x, np.full(B, t, np.int64), audio, known, inst)
+                if guided:
+                    out = self.backend.denoise(np.concatenate([x, x[guided]]), np.full(B + len(guided), t, np.int64),
+                                               audio, np.concatenate([known, known[guided]]), inst)
+                    x0, x0_neutral = out[:B], out[B:]
+                    x0[guided] = x0_neutral + self.guidance * (x0[guided] - x0_neutral)
+                else:
+                    x0 = self.backend.denoise(x, np.full(B, t, np.int64), audio, known, inst)
             noise = None
             if self.sampler.coefficients[i].sigma > 0:
                 noise = np.stack([s.rng.standard_normal((T, M), dtype=np.float32) for s in sessions])

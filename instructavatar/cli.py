@@ -69,6 +69,11 @@ def check_steps(cfg, steps: int | None, eta: float | None) -> None:
         raise UsageError(_one_line(e)) from None
 
 
+def check_guidance(guidance: float | None) -> None:
+    if guidance is not None and not (math.isfinite(guidance) and 0 <= guidance <= 20):
+        raise UsageError(f"--guidance must be a number from 0 to 20 (1 = off), got {guidance:g}")
+
+
 def check_output(path: str | os.PathLike) -> Path:
     """Make sure `path` can be written (creating its folder) before any compute is spent."""
     out = Path(path)
@@ -107,6 +112,7 @@ def cmd_render(args) -> int:
     cfg = get_config(args.config)
     resolve_backend(args.backend)
     check_steps(cfg, args.steps, args.eta)
+    check_guidance(args.guidance)
     if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
         raise UsageError(f"--seconds must be a positive number, got {args.seconds:g}")
     if args.seconds is not None and args.seconds > cfg.max_audio_seconds:
@@ -145,7 +151,7 @@ def cmd_render(args) -> int:
     try:
         pipeline = load_pipeline(cfg, weights=args.weights, random_weights=args.random_weights,
                                  backend=args.backend, steps=args.steps, eta=args.eta, threads=args.threads,
-                                 clip_weights=args.clip_weights, seed=args.seed)
+                                 clip_weights=args.clip_weights, seed=args.seed, guidance=args.guidance)
     except (WeightLoadError, SafetensorError) as e:       # only the CLIP file is read outside WeightsError
         raise InputError(f"cannot load CLIP weights {args.clip_weights}: {_one_line(e)}") from None
     load_s = time.perf_counter() - t0
@@ -309,9 +315,10 @@ def cmd_demo(args) -> int:
     from .engine.config import get_config
 
     check_steps(get_config("demo"), args.steps, None)
+    check_guidance(args.guidance)
     check_output(Path(args.out) / "demo.mp4")
     paths = run_demo(args.out, steps=args.steps, random_weights=True if args.random_weights else None,
-                     progress=not args.quiet, threads=args.threads, seed=args.seed)
+                     progress=not args.quiet, threads=args.threads, seed=args.seed, guidance=args.guidance)
     for name, p in paths.items():
         print(f"{name}: {p}")
     return 0
@@ -367,6 +374,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the config's, 8)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="instruction guidance scale: >1 strengthens what the instruction asks for, 1 = off "
+                        "(default: the config's)")
     p.add_argument("--random-weights", action="store_true",
                    help="run untrained (random) weights: for testing the plumbing only")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")

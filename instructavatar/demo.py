@@ -99,7 +99,8 @@ def mosaic(clips: list[np.ndarray], captions: list[str]) -> np.ndarray:
 
 
 def run_demo(out_dir: str | Path, steps: int | None = None, random_weights: bool | None = None,
-             progress: bool = True, threads: int | None = None, seed: int = 0, log=None) -> dict[str, Path]:
+             progress: bool = True, threads: int | None = None, seed: int = 0, log=None,
+             guidance: float | None = None) -> dict[str, Path]:
     """Render the demo into `out_dir`; returns {"video": DIR/demo.mp4, "grid": DIR/demo_grid.png}.
 
     random_weights: None = the shipped checkpoint if present, else random (announced); True = random
@@ -123,7 +124,7 @@ def run_demo(out_dir: str | Path, steps: int | None = None, random_weights: bool
                 f"(expected at {DEMO_WEIGHTS})")
     weights = None if random_weights else DEMO_WEIGHTS
     pipeline = load_pipeline(cfg, weights=weights, random_weights=random_weights, steps=steps, threads=threads,
-                             seed=seed, announce=say)
+                             seed=seed, announce=say, guidance=guidance)
 
     rate, fps = cfg.media.sample_rate, cfg.media.fps
     portrait = pipeline.prepare(load_portrait(DEMO_PORTRAIT, cfg.media.image_size))

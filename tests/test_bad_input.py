@@ -107,6 +107,8 @@ USAGE_CASES = {
     "steps too many": (["--steps", "5000"], "between 1 and 1000"),
     "steps not a number": (["--steps", "many"], "invalid int"),
     "eta out of range": (["--eta", "2"], "eta must be in [0, 1]"),
+    "guidance negative": (["--guidance", "-1"], "guidance must be"),
+    "guidance nan": (["--guidance", "nan"], "guidance must be"),
     "seconds zero": (["--no-source", "--seconds", "0"], "positive"),
     "seconds negative": (["--no-source", "--seconds", "-1"], "positive"),
     "seconds nan": (["--no-source", "--seconds", "nan"], "positive"),

@@ -101,14 +101,15 @@ def no_text(clip: Clip, index: int) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------------- models
-def pipeline_from_checkpoint(weights: str | Path | None, steps: int | None, threads: int | None):
+def pipeline_from_checkpoint(weights: str | Path | None, steps: int | None, threads: int | None,
+                             guidance: float | None = None):
     from ..engine.loader import load_pipeline
 
-    return load_pipeline("demo", weights=weights, steps=steps, threads=threads)
+    return load_pipeline("demo", weights=weights, steps=steps, threads=threads, guidance=guidance)
 
 
 def pipeline_from_runs(vae_state: str | Path, motion_state: str | Path, steps: int | None,
-                       threads: int | None, config: str = "demo"):
+                       threads: int | None, config: str = "demo", guidance: float | None = None):
     """A pipeline over training states (any ablation structure): VAE state + motion state, checked strictly."""
     import torch
 
@@ -128,7 +129,8 @@ def pipeline_from_runs(vae_state: str | Path, motion_state: str | Path, steps: i
     state = combined_state(vae, motion)
     check_state_dict(model.trainable_state_dict(), state, f"{vae_state} + {motion_state}")
     model.load_state_dict(state, strict=False)      # strict above, minus the frozen text encoder
-    return Pipeline(cfg, TorchBackend(model.eval(), threads=threads), build_tokenizer(cfg.text), steps=steps)
+    return Pipeline(cfg, TorchBackend(model.eval(), threads=threads), build_tokenizer(cfg.text), steps=steps,
+                    guidance=guidance)
 
 
 # --------------------------------------------------------------------------------------------------- running
@@ -279,12 +281,16 @@ def boundary_ratio(motion: np.ndarray, chunk: int) -> float:
     return float(d[at].mean() / max(d[~at].mean(), 1e-12)) if at.any() and (~at).any() else float("nan")
 
 
+def _ours(pipe) -> str:
+    g = f", guidance {pipe.guidance:g}" if pipe.guidance != 1.0 else ""
+    return f"ours ({pipe.sampler.num_steps} DDIM steps{g})"
+
+
 def table_main(args, clips, ev, size, probe) -> tuple[str, dict]:
-    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads)
+    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads, args.guidance)
     chunk = pipe.cfg.stream.chunk_frames
     rows = [run_system("ground-truth renderer (upper bound)", clips, truth_output(pipe, size), ev, chunk, probe),
-            run_system(f"ours ({pipe.sampler.num_steps} DDIM steps)", clips, model_output(pipe, heldout_text, size), ev,
-                       chunk, probe),
+            run_system(_ours(pipe), clips, model_output(pipe, heldout_text, size), ev, chunk, probe),
             run_system("ours, instruction withheld (default text)", clips, model_output(pipe, no_text, size), ev,
                        chunk, probe)]
     if args.audio_only:
@@ -294,8 +300,19 @@ def table_main(args, clips, ev, size, probe) -> tuple[str, dict]:
     return markdown_table(rows), _data(rows)
 
 
+def table_guidance(args, clips, ev, size, probe) -> tuple[str, dict]:
+    """Instruction guidance sweep (engine/pipeline.py): quality and time per chunk for each scale."""
+    rows = []
+    for g in args.guidance_list:
+        pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads, g)
+        rows.append(run_system(f"guidance {g:g}" + (" (off)" if g == 1 else ""), clips,
+                               model_output(pipe, heldout_text, size), ev, pipe.cfg.stream.chunk_frames, probe))
+    extra = (("ms / chunk (0.4 s)", lambda r: f"{r.ms_per_chunk:.0f}"),)
+    return markdown_table(rows, extra), _data(rows)
+
+
 def table_paraphrase(args, clips, ev, size, probe) -> tuple[str, dict]:
-    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads)
+    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads, args.guidance)
     keep = [c for c in clips if c.spec.kind != "talk_neutral"]
     chunk = pipe.cfg.stream.chunk_frames
     rows = [run_system("seen (train) phrasings", keep, model_output(pipe, seen_text, size), ev, chunk, probe),
@@ -306,7 +323,7 @@ def table_paraphrase(args, clips, ev, size, probe) -> tuple[str, dict]:
 def table_steps(args, clips, ev, size, probe) -> tuple[str, dict]:
     rows = []
     for k in args.steps_list:
-        pipe = pipeline_from_checkpoint(args.weights, k, args.threads)
+        pipe = pipeline_from_checkpoint(args.weights, k, args.threads, args.guidance)
         rows.append(run_system(f"{k} steps", clips, model_output(pipe, heldout_text, size), ev,
                                pipe.cfg.stream.chunk_frames, probe))
     chunk_s = pipe.cfg.stream.chunk_frames / pipe.cfg.media.fps
@@ -316,7 +333,7 @@ def table_steps(args, clips, ev, size, probe) -> tuple[str, dict]:
 
 
 def table_streaming(args, clips, ev, size, probe) -> tuple[str, dict]:
-    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads)
+    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads, args.guidance)
     chunk = pipe.cfg.stream.chunk_frames
     offline_out: dict[int, Output] = {}
 
@@ -429,7 +446,7 @@ def table_vae(args, clips, ev, size, probe) -> tuple[str, dict]:
 
 
 TABLES = {"vae": table_vae, "main": table_main, "paraphrase": table_paraphrase, "steps": table_steps,
-          "streaming": table_streaming, "ablations": table_ablations}
+          "streaming": table_streaming, "ablations": table_ablations, "guidance": table_guidance}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -440,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default=None, help="model checkpoint (default: the shipped demo checkpoint)")
     ap.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the config's)")
     ap.add_argument("--steps-list", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8, 16, 50])
+    ap.add_argument("--guidance", type=float, default=None,
+                    help="instruction guidance scale (default: the config's; 1 = off)")
+    ap.add_argument("--guidance-list", type=lambda s: [float(x) for x in s.split(",")], default=[1, 1.5, 2, 3, 4])
     ap.add_argument("--vae", default="runs/vae/state.pt", help="VAE training state (for --audio-only, ablations)")
     ap.add_argument("--audio-only", default=None, help="motion state of a --no-text run (main table's lower bound)")
     ap.add_argument("--run", action="append", default=[], help="NAME=RUN_DIR of an ablation (repeatable)")
