@@ -377,8 +377,8 @@ the mouth), and AU43 / AU45 both close both eyes, so those four AUs are resolved
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="avatarworld/checkpoints", help="checkpoint directory")
-    ap.add_argument("--frames", type=int, default=30000, help="training frames rendered")
-    ap.add_argument("--steps", type=int, default=2800)
+    ap.add_argument("--frames", type=int, default=90000, help="training frames rendered")
+    ap.add_argument("--steps", type=int, default=10000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)

@@ -43,11 +43,11 @@ def test_shipped_checkpoint_loads_strictly_and_is_small(ev):
     assert path.stat().st_size <= 3_000_000
     assert ev.intensity_thresholds and "*" in ev.intensity_thresholds
     assert set(ev.mouth_au_table) >= {"excess", "au25_p", "au26_p", "au25_mean", "au26_mean"}
-    # what the checkpoint's card states, measured on held-out identities (the issue's target is 0.9; the
-    # shipped network reaches it on neither set yet: see avatarworld/checkpoints/README.md)
+    # what the checkpoint's card states, measured on held-out identities: the issue's target (per-frame AU F1
+    # 0.9 on renderer output) on whole held-out clips; frames of independent random controls stay harder
     report = ev.info["report"]
-    assert report["clips_heldout"]["au_f1_micro"] >= 0.85
-    assert report["iid_heldout"]["behaviour"]["au_f1_visible_micro"] >= 0.75
+    assert report["clips_heldout"]["au_f1_micro"] >= 0.9
+    assert report["iid_heldout"]["behaviour"]["au_f1_visible_micro"] >= 0.85
     # strict: a missing or extra tensor is an error
     from safetensors.torch import load_file
     sd = load_file(str(path))
@@ -72,18 +72,18 @@ def test_accuracy_on_heldout_identities(ev, heldout_batch):
     pred = ev.predict(frames, temporal=False)
     assert pred["au_prob"].shape == (len(ctrl), len(C.AU_IDS)) and pred["pose"].shape == (len(ctrl), 3)
     vis = np.isin(np.array(C.AU_IDS), E.VISIBLE_AUS)
-    # behaviour frames (what generated videos show): measured 0.81 with the shipped checkpoint; frames of
-    # independent random AUs, poses and gaze are much harder for it (measured 0.34): regression guards
+    # behaviour frames (what generated videos show): measured 0.92 with the shipped checkpoint; frames of
+    # independent random AUs, poses and gaze are harder for it (measured 0.64): regression guards
     behaviour_f1 = M.frame_f1((pred["au_prob"][100:] >= 0.5) & vis, C.active_aus(ctrl[100:]) & vis)
     random_f1 = M.frame_f1((pred["au_prob"][:100] >= 0.5) & vis, C.active_aus(ctrl[:100]) & vis)
-    assert behaviour_f1["micro"] >= 0.75, behaviour_f1
-    assert random_f1["micro"] >= 0.28, random_f1
+    assert behaviour_f1["micro"] >= 0.88, behaviour_f1
+    assert random_f1["micro"] >= 0.58, random_f1
     pose_mae = np.abs(pred["pose"] - ctrl[:, C.ROTATION_SLICE]).mean(0)
     assert pose_mae.max() <= 3.0, pose_mae
     opening = C.mouth_opening(ctrl)
-    assert np.abs(pred["mouth"][:, 0] - opening).mean() <= 0.06
-    assert M.pearson(pred["mouth"][:, 0], opening) >= 0.95
-    assert np.abs(pred["au_intensity"][:, vis] - ctrl[:, C.AU_SLICE][:, vis]).mean() <= 0.16   # measured 0.14
+    assert np.abs(pred["mouth"][:, 0] - opening).mean() <= 0.05                               # measured 0.038
+    assert M.pearson(pred["mouth"][:, 0], opening) >= 0.97                                    # measured 0.984
+    assert np.abs(pred["au_intensity"][:, vis] - ctrl[:, C.AU_SLICE][:, vis]).mean() <= 0.12   # measured 0.10
 
 
 def test_any_input_size(ev, heldout_batch):
@@ -276,3 +276,14 @@ def test_eval_cli_on_generator_dataset(tmp_path, capsys):
     assert [c["clip_id"] for c in rep["generated"]["clips"]] == ["1"]
     assert rep["renderer_upper_bound"]["summary"]["clips"] == 1
     assert "generated" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_shipped_checkpoint_reproduces_its_heldout_clip_accuracy(ev):
+    """Re-measure the card's headline (per-frame AU F1 on the 40 held-out clips, with context) from scratch."""
+    from instructavatar.avatarworld import train_evaluators as T
+
+    args = ev.info["args"]
+    rep = T.clip_report(ev, args["eval_clips"], args["seed"] + 200)
+    assert rep["au_f1_micro"] == pytest.approx(ev.info["report"]["clips_heldout"]["au_f1_micro"], abs=0.01)
+    assert rep["au_f1_micro"] >= 0.9                                   # the issue's target
