@@ -85,3 +85,30 @@ def test_quality_cli_missing_files_are_one_line_errors(tmp_path, capsys):
     assert main(["main", "--clips", "1", "--weights", str(tmp_path / "none.safetensors")]) == 2
     err = capsys.readouterr().err.strip()
     assert "file not found" in err and "\n" not in err and "Traceback" not in err
+
+
+def test_feature_weight_marks_the_landmarks_only():
+    from instructavatar.training.train_vae import feature_weight
+
+    lm = -torch.ones(1, 3, 64, 64)
+    lm[0, :, 20, 30] = 1.0                                   # one landmark dot at (row 20, col 30) of 64
+    w = feature_weight(lm, 128, 3.0)
+    assert w.shape == (1, 1, 128, 128)
+    assert w[0, 0, 40, 60] == 4.0 and w[0, 0, 40 + 6, 60 + 6] == 4.0     # within 3 landmark pixels (x2)
+    assert w[0, 0, 40 + 8, 60] == 1.0 and w[0, 0, 0, 0] == 1.0
+    assert torch.equal(feature_weight(-torch.ones(2, 3, 64, 64), 128, 3.0), torch.ones(2, 1, 128, 128))
+
+
+@pytest.mark.parametrize("grid, dim", [("3x8", 192), ("8x4", 128), ("4x16", 1024)])
+def test_motion_grid_experiment_builds_a_consistent_vae(grid, dim):
+    from instructavatar.training.train_vae import with_motion_grid
+
+    cfg = with_motion_grid(get_config("demo"), grid)
+    assert cfg.motion_dim == dim
+    vae = VAE(cfg.vae, cfg.media.image_size).eval()
+    with torch.no_grad():
+        mot = vae.motion_encoder(torch.zeros(2, 3, 64, 64)).chunk(2, dim=1)[0].flatten(1)
+        app = vae.appearance_encoder(torch.zeros(2, 3, 128, 128)).chunk(2, dim=1)[0]
+        assert vae.decode_raw(mot, app).shape == (2, 3, 128, 128)
+    with pytest.raises(ValueError, match="grid side"):
+        with_motion_grid(get_config("demo"), "3x5")
