@@ -346,6 +346,10 @@ def format_report(result: dict) -> str:
     else:
         lines.append(f"stream: not run; estimated from the stages: RTF {st['estimated_rtf']:.3g}, first-frame "
                      f"latency <= {st['chunk_ms']:.0f} ms fill + {st['estimated_first_chunk_ms']:.0f} ms compute")
+    for g, gs in result.get("guidance_streams", {}).items():
+        lines.append(f"stream with instruction guidance {g}: RTF {gs['rtf']['median']:.3g} "
+                     f"(p90 {gs['rtf']['p90']:.3g}), {gs['rtf']['median'] / sr['rtf']['median']:.2f}x the stream "
+                     "without it")
     return "\n".join(lines)
 
 
@@ -366,6 +370,10 @@ def run_config(name: str, args) -> dict:
     if not paper or args.paper_stream:
         seconds = args.seconds if not paper else cfg.stream.chunk_frames * 2 / cfg.media.fps
         result["stream"] = bench_stream(pipeline, seconds, args.steps, args.repeats if not paper else 1)
+        for g in args.guidance if not paper else []:     # instruction guidance: the same stream, side by side
+            pipeline.guidance = g
+            result.setdefault("guidance_streams", {})[f"{g:g}"] = bench_stream(pipeline, seconds, args.steps,
+                                                                               args.repeats)
     del pipeline
     gc.collect()
     return result
@@ -381,6 +389,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--paper-frames", type=int, default=4, help="paper: frames decoded per repeat")
     ap.add_argument("--paper-repeats", type=int, default=1, help="paper: repeats of the portrait and decoder")
+    ap.add_argument("--guidance", type=lambda v: [float(x) for x in v.split(",")], default=[],
+                    help="demo: also stream with these instruction-guidance scales (e.g. 2), side by side")
     ap.add_argument("--paper-stream", action="store_true",
                     help="paper: also stream 2 chunks end to end (very slow on a CPU: 50 decoded frames)")
     args = ap.parse_args(argv)

@@ -8,7 +8,7 @@ from instructavatar.benchmarks.bench_pipeline import main
 def test_bench_pipeline_demo_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     result = main(["--configs", "demo", "--steps", "1", "--seconds", "0.8", "--repeats", "1", "--threads", "1",
-                   "--json", str(out)])
+                   "--guidance", "2", "--json", str(out)])
     data = json.loads(out.read_text())
     assert data["configs"].keys() == {"demo"} == result["configs"].keys()
     assert data["machine"]["cores"] >= 1 and data["machine"]["torch"]
@@ -25,6 +25,9 @@ def test_bench_pipeline_demo_json(tmp_path, capsys):
     assert stream["rtf"]["median"] > 0 and stream["first_frame_latency_ms"]["median"] > 0
     assert stream["first_frame_latency_with_fill_ms"] > stream["chunk_ms"] == 400
     assert set(stream["stage_ms_per_frame"]) == {"audio", "denoise_step", "decode"}
+    guided = demo["guidance_streams"]["2"]
+    assert guided["frames"] == 20 and guided["rtf"]["median"] > 0
     text = capsys.readouterr().out
-    for word in ("audio encoder", "denoiser", "decoder", "RTF", "first-frame latency", "GFLOP/s"):
+    for word in ("audio encoder", "denoiser", "decoder", "RTF", "first-frame latency", "GFLOP/s",
+                 "instruction guidance 2"):
         assert word in text
