@@ -69,3 +69,23 @@ def test_markdown_table_rows():
     table = Q.markdown_table([res])
     assert table.splitlines()[2].startswith("| x | 0.500 | - |")
     assert res.ms_per_chunk == pytest.approx(100.0)
+
+
+def test_vae_sheet_layout(tmp_path):
+    from PIL import Image
+
+    from instructavatar.engine.loader import load_pipeline
+
+    pipe = load_pipeline("demo", random_weights=True, threads=1, announce=lambda m: None)
+    path = Q.vae_sheet(pipe.backend, tmp_path / "s.png", 64, pipe.cfg.vae.landmark_size, identities=2)
+    img = np.asarray(Image.open(path))
+    cols = 1 + len(Q.SHEET_EXPRESSIONS)
+    assert img.shape == (2 * 2 * 64, cols * 64, 3)                # (truth, reconstruction) per identity
+    truth_row = img[:64]
+    assert np.abs(truth_row[:, :64].astype(int) - truth_row[:, 64:128]).max() > 0   # expressions differ
+
+
+def test_guidance_list_must_be_numbers(capsys):
+    with pytest.raises(SystemExit) as e:
+        Q.main(["guidance", "--guidance-list", "1,x"])
+    assert e.value.code == 2 and "--guidance-list" in capsys.readouterr().err

@@ -401,6 +401,37 @@ def vae_frames(backend, portrait: np.ndarray, clip: Clip, ident_index: int, size
     return to_frames(np.concatenate(out))
 
 
+SHEET_EXPRESSIONS = (("emotion", "happy"), ("emotion", "surprised"), ("emotion", "angry"), ("emotion", "sad"),
+                     ("motion", "raise_eyebrows"), ("motion", "close_eyes"))
+
+
+def vae_sheet(backend, path: str | Path, size: int, lm_size: int, identities: int = 3, seed: int = 0) -> Path:
+    """A picture of what the VAE keeps: for held-out identities, rows of renderer truth (neutral + strong
+    expressions) over the VAE's reconstruction of them (portrait appearance + the truth's landmarks)."""
+    from PIL import Image
+
+    from ..avatarworld import behaviour
+    from ..avatarworld.identity import identity, identity_ids
+    from ..avatarworld.render import FaceRenderer, landmark_image
+    from ..engine.image_io import to_frames, to_model_input
+
+    r, rng, rows = FaceRenderer(size), np.random.default_rng(seed), []
+    for index in identity_ids("heldout", identities):
+        ident = identity(index)
+        ctrls = [C.neutral()] + [behaviour.emotion_controls(name, 3, 40, rng)[25] if kind == "emotion"
+                                 else behaviour.motion_controls(name, 40, rng)[20] for kind, name in SHEET_EXPRESSIONS]
+        truth = np.stack([r.render(ident, c) for c in ctrls])
+        lms = np.stack([landmark_image(r.landmarks(ident, c), size, lm_size) for c in ctrls])
+        app = backend.encode_appearance(to_model_input(r.render(ident, C.neutral())))
+        x = lms.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
+        decoded = to_frames(backend.decode(backend.encode_motion(x), np.repeat(app, len(x), 0)))
+        rows += [np.concatenate(list(truth), 1), np.concatenate(list(decoded), 1)]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, 0)).save(path)
+    return path
+
+
 def table_vae(args, clips, ev, size, probe) -> tuple[str, dict]:
     """Reconstruction (portrait appearance + the clip's own motion) and motion transfer (appearance of
     clip i's identity, motion of clip i+1's identity) on held-out identities."""
@@ -409,6 +440,8 @@ def table_vae(args, clips, ev, size, probe) -> tuple[str, dict]:
 
     pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads)
     lm_size = pipe.cfg.vae.landmark_size
+    if args.sheet:
+        print(f"[quality] wrote {vae_sheet(pipe.backend, args.sheet, size, lm_size)}", file=sys.stderr)
     rec_psnr, tr_psnr, tr_vs_b, rec_res, tr_res, truth_res = [], [], [], [], [], []
     for i, clip in enumerate(clips):
         portrait = portrait_of(clip, size)
@@ -466,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe", default=None, help="latent probe (default: the one shipped beside the checkpoint)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="write summaries and per-clip numbers here")
+    ap.add_argument("--sheet", default=None, help="vae: also write a truth-over-reconstruction picture (PNG) here")
     ap.add_argument("--summary-json", default=None, help="write the table and the summaries only (small)")
     args = ap.parse_args(argv)
     size = 128
