@@ -349,7 +349,7 @@ def format_report(result: dict) -> str:
     for g, gs in result.get("guidance_streams", {}).items():
         lines.append(f"stream with instruction guidance {g}: RTF {gs['rtf']['median']:.3g} "
                      f"(p90 {gs['rtf']['p90']:.3g}), {gs['rtf']['median'] / sr['rtf']['median']:.2f}x the stream "
-                     "without it")
+                     f"above (guidance {result['guidance']:g}; 1 = off)")
     return "\n".join(lines)
 
 
@@ -369,6 +369,7 @@ def run_config(name: str, args) -> dict:
                                     heavy_repeats=args.paper_repeats if paper else None)
     if not paper or args.paper_stream:
         seconds = args.seconds if not paper else cfg.stream.chunk_frames * 2 / cfg.media.fps
+        result["guidance"] = pipeline.guidance                 # the config's instruction guidance
         result["stream"] = bench_stream(pipeline, seconds, args.steps, args.repeats if not paper else 1)
         for g in args.guidance if not paper else []:     # instruction guidance: the same stream, side by side
             pipeline.guidance = g

@@ -219,7 +219,7 @@ def _demo() -> ModelConfig:
             keyframe_adapter=AdapterConfig(hidden=256, layers=2),
             num_aus=16,
         ),
-        diffusion=DiffusionConfig(sample_steps=8, latent_scale=1.0),
+        diffusion=DiffusionConfig(sample_steps=8, latent_scale=1.0, guidance=1.5),   # guidance: README "Quality"
         stream=StreamConfig(chunk_frames=10, prefix_frames=10),
         max_audio_seconds=600.0,
     )

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 IA="${IA:-.venv/bin/instructavatar}"
 STEPS="${STEPS:-2000}"
 DEVICE="${DEVICE:-cpu}"
-CLIPS="${CLIPS:-40}"
+CLIPS="${CLIPS:-32}"
+VAE="${VAE:-runs/vae_face/state.pt}"           # the shipped decoder (scripts/train_demo.sh step 5)
 declare -A FLAGS=(
   [full]=""
   [no_au_loss]="--no-au-loss"
@@ -31,6 +32,6 @@ runs=()
 for name in "${names[@]}"; do
   [ "$name" = audio_only ] || runs+=(--run "$name=runs/ablation_$name")
 done
-"$IA" train quality ablations --clips "$CLIPS" --vae runs/vae/state.pt "${runs[@]}" --json runs/quality_ablations.json
-"$IA" train quality main --clips "$CLIPS" --vae runs/vae/state.pt --audio-only runs/ablation_audio_only/state.pt \
+"$IA" train quality ablations --clips "$CLIPS" --vae "$VAE" "${runs[@]}" --json runs/quality_ablations.json
+"$IA" train quality main --clips "$CLIPS" --vae "$VAE" --audio-only runs/ablation_audio_only/state.pt \
     --json runs/quality_main_with_audio_only.json

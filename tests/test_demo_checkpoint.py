@@ -50,7 +50,7 @@ def test_checkpoint_for_another_config_is_refused():
 def test_fixed_seed_generation_matches_fingerprint():
     stored = json.loads((DEMO_WEIGHTS.parent / FINGERPRINT_NAME).read_text())
     now = fingerprint(DEMO_WEIGHTS)
-    assert now["frames"] == stored["frames"]
+    assert now["frames"] == stored["frames"] and now["guidance"] == stored["guidance"]
     a, b = np.array(now["pooled_frames"]), np.array(stored["pooled_frames"])
     assert np.abs(a - b).mean() < 0.5 and np.abs(a - b).max() < 8.0
     m, n = np.array(now["motion"]), np.array(stored["motion"])

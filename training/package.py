@@ -57,7 +57,8 @@ FINGERPRINT_STEPS = 4
 
 def fingerprint(weights: str | Path | None = None) -> dict:
     """A fixed-seed generation from the checkpoint, reduced to numbers a test can compare: the bundled
-    portrait and speech (first 0.8 s), FINGERPRINT_INSTRUCTION, 4 DDIM steps, seed 0; frames mean-pooled to
+    portrait and speech (first 0.8 s), FINGERPRINT_INSTRUCTION, 4 DDIM steps, the config's instruction
+    guidance, seed 0; frames mean-pooled to
     8x8 per channel and the emitted motion latents."""
     import numpy as np
 
@@ -74,7 +75,8 @@ def fingerprint(weights: str | Path | None = None) -> dict:
     s = cfg.media.image_size
     pooled = frames.reshape(len(frames), 8, s // 8, 8, s // 8, 3).mean(axis=(2, 4))
     motion = np.concatenate(session.motion_log)
-    return {"instruction": FINGERPRINT_INSTRUCTION, "steps": FINGERPRINT_STEPS, "frames": len(frames),
+    return {"instruction": FINGERPRINT_INSTRUCTION, "steps": FINGERPRINT_STEPS, "guidance": pipe.guidance,
+            "frames": len(frames),
             "pooled_frames": np.round(pooled, 2).tolist(), "motion": np.round(motion, 4).tolist()}
 
 

@@ -158,7 +158,7 @@ def boundary_ratio(prefix_frames):
 
             return Tokens(np.ones((1, 8), np.int64), np.ones((1, 8), np.int64), (False,))
 
-    pipe = Pipeline(cfg, backend=None, tokenizer=Tok(), steps=8)
+    pipe = Pipeline(cfg, backend=None, tokenizer=Tok(), steps=8, guidance=1.0)    # the prior ignores text
     pipe.backend = SmoothPriorBackend(cfg, pipe.sampler)
     session, _ = pipe.new_session(np.zeros((64, 64, 3), np.uint8), "x", seed=0, keep_motion=True)
     session.push_audio(np.zeros(640 * 100, np.float32))
