@@ -90,6 +90,7 @@ class Session:
     frames_emitted: int = 0
     motion_log: list[np.ndarray] = field(default_factory=list)   # emitted motion per chunk (diffusion scale)
     keep_motion: bool = False
+    paired: InstructionTensors | None = None   # [instruction; default instruction] stacked, for a guided step alone
 
     @property
     def guided(self) -> bool:
@@ -100,6 +101,7 @@ class Session:
         """Switch behaviour; takes effect from the next chunk. Returns warnings (e.g. truncation)."""
         self.instruction, self.instruction_text, warnings = self.pipeline.encode_instruction(
             text, self.portrait.keyframe)
+        self.paired = None
         return warnings
 
     def push_audio(self, samples: np.ndarray) -> np.ndarray:
@@ -132,14 +134,20 @@ class Session:
         return self.frames_emitted / self.pipeline.cfg.media.fps
 
 
+def check_guidance(guidance: float) -> float:
+    """A valid instruction-guidance scale (finite, >= 0; 1 = off) as a float, or ValueError."""
+    g = float(guidance)
+    if not (np.isfinite(g) and g >= 0.0):
+        raise ValueError(f"guidance must be a finite number >= 0 (1 = off), got {guidance}")
+    return g
+
+
 class Pipeline:
     def __init__(self, cfg: ModelConfig, backend: Backend, tokenizer: InstructionTokenizer,
                  steps: int | None = None, eta: float | None = None, decode_batch: int = 16,
                  guidance: float | None = None):
         self.cfg = cfg
-        self.guidance = float(cfg.diffusion.guidance if guidance is None else guidance)
-        if not self.guidance >= 0.0:
-            raise ValueError(f"guidance must be >= 0 (1 = off), got {guidance}")
+        self.guidance = check_guidance(cfg.diffusion.guidance if guidance is None else guidance)
         self.backend = backend
         self.tokenizer = tokenizer
         self.sampler = DDIMSampler(cfg.diffusion)
@@ -188,6 +196,19 @@ class Pipeline:
             portrait.neutral = self.encode_instruction(None, portrait.keyframe)[0]
         return portrait.neutral
 
+    def _denoiser_instruction(self, sessions: list[Session], guided: list[int]) -> InstructionTensors:
+        """One row per session, then the default instruction for each guided session. A session stepping
+        alone reuses its instruction (and its cached pair when guided): nothing is stacked per chunk."""
+        if len(sessions) == 1:
+            s = sessions[0]
+            if not guided:
+                return s.instruction
+            if s.paired is None:
+                s.paired = InstructionTensors.stack([s.instruction, self._neutral(s.portrait)])
+            return s.paired
+        return InstructionTensors.stack([s.instruction for s in sessions]
+                                        + [self._neutral(sessions[b].portrait) for b in guided])
+
     def new_session(self, portrait, instruction: str | None = None, seed: int = 0,
                     keep_motion: bool = False) -> tuple[Session, list[str]]:
         p = portrait if isinstance(portrait, Portrait) else self.prepare(portrait)
@@ -211,28 +232,28 @@ class Pipeline:
         wave = np.stack([c if P == 0 else np.concatenate([s.prefix_audio, c]) for s, c in zip(sessions, chunks)])
         with _timed(self.timings, "audio"):
             audio = self.backend.encode_audio(wave.astype(np.float32))               # (B, T, D)
+        # denoiser rows: every session, then each guided session again with the default instruction
         guided = [b for b, s in enumerate(sessions) if s.guided]
-        rows = [s.instruction for s in sessions] + [self._neutral(sessions[b].portrait) for b in guided]
-        inst = rows[0] if len(rows) == 1 else InstructionTensors.stack(rows)
-        if guided:                                   # extra rows: the guided sessions with the default text
-            audio = np.concatenate([audio, audio[guided]])
+        rows = np.r_[np.arange(B), guided].astype(np.int64)                            # (B + G,)
+        inst = self._denoiser_instruction(sessions, guided)
+        known = np.zeros((len(rows), T), np.float32)
+        known[:, :P] = 1.0
+        if guided:
+            audio = audio[rows]
 
         x = np.stack([self.sampler.initial_noise((T, M), s.rng) for s in sessions])   # (B, T, M)
-        known = np.zeros((B, T), np.float32)
-        known[:, :P] = 1.0
         if P:
             prefix = np.stack([s.prefix_motion for s in sessions])                   # (B, P, M)
         for i, t in enumerate(self.sampler.timesteps):
             if P:
                 x[:, :P] = prefix
             with _timed(self.timings, "denoise_step"):
-                if guided:
-                    out = self.backend.denoise(np.concatenate([x, x[guided]]), np.full(B + len(guided), t, np.int64),
-                                               audio, np.concatenate([known, known[guided]]), inst)
-                    x0, x0_neutral = out[:B], out[B:]
-                    x0[guided] = x0_neutral + self.guidance * (x0[guided] - x0_neutral)
-                else:
-                    x0 = self.backend.denoise(x, np.full(B, t, np.int64), audio, known, inst)
+                out = self.backend.denoise(x[rows] if guided else x, np.full(len(rows), t, np.int64), audio,
+                                           known, inst)
+                x0 = out[:B]
+                if guided:                                                             # x0 of the guided rows
+                    neutral = out[B:]
+                    x0[guided] = neutral + self.guidance * (x0[guided] - neutral)
             noise = None
             if self.sampler.coefficients[i].sigma > 0:
                 noise = np.stack([s.rng.standard_normal((T, M), dtype=np.float32) for s in sessions])

@@ -70,8 +70,14 @@ def check_steps(cfg, steps: int | None, eta: float | None) -> None:
 
 
 def check_guidance(guidance: float | None) -> None:
-    if guidance is not None and not (math.isfinite(guidance) and 0 <= guidance <= 20):
-        raise UsageError(f"--guidance must be a number from 0 to 20 (1 = off), got {guidance:g}")
+    """Validate --guidance with the pipeline's own check, before the model loads."""
+    from .engine.pipeline import check_guidance as valid
+
+    if guidance is not None:
+        try:
+            valid(guidance)
+        except ValueError as e:
+            raise UsageError(f"--{_one_line(e)}") from None
 
 
 def check_output(path: str | os.PathLike) -> Path:

@@ -109,6 +109,7 @@ USAGE_CASES = {
     "eta out of range": (["--eta", "2"], "eta must be in [0, 1]"),
     "guidance negative": (["--guidance", "-1"], "guidance must be"),
     "guidance nan": (["--guidance", "nan"], "guidance must be"),
+    "guidance infinite": (["--guidance", "inf"], "guidance must be"),
     "seconds zero": (["--no-source", "--seconds", "0"], "positive"),
     "seconds negative": (["--no-source", "--seconds", "-1"], "positive"),
     "seconds nan": (["--no-source", "--seconds", "nan"], "positive"),

@@ -383,22 +383,30 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10))
 
 
-def vae_frames(backend, portrait: np.ndarray, clip: Clip, ident_index: int, size: int, lm_size: int) -> np.ndarray:
-    """Frames decoded from `portrait`'s appearance and the landmark images of `clip`'s controls drawn on
-    identity `ident_index` (the motion source): the VAE alone, exactly as the pipeline drives it."""
-    from ..avatarworld.identity import identity
+def decode_controls(backend, appearance: np.ndarray, ident, controls: np.ndarray, size: int,
+                    lm_size: int) -> np.ndarray:
+    """(T, S, S, 3) frames the VAE decodes from `appearance` and the landmark images of `controls` drawn on
+    identity `ident`: the VAE alone, exactly as the pipeline drives it."""
     from ..avatarworld.render import FaceRenderer, landmark_image
-    from ..engine.image_io import to_frames, to_model_input
+    from ..engine.image_io import to_frames
 
-    r, ident = FaceRenderer(size), identity(ident_index)
-    lms = np.stack([landmark_image(r.landmarks(ident, c), size, lm_size) for c in clip.controls])
-    app = backend.encode_appearance(to_model_input(portrait))
+    r = FaceRenderer(size)
+    lms = np.stack([landmark_image(r.landmarks(ident, c), size, lm_size) for c in controls])
     out = []
     for i in range(0, len(lms), 32):
         x = lms[i:i + 32].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
-        motion = backend.encode_motion(x)
-        out.append(backend.decode(motion, np.repeat(app, len(x), 0)))
+        out.append(backend.decode(backend.encode_motion(x), np.repeat(appearance, len(x), 0)))
     return to_frames(np.concatenate(out))
+
+
+def vae_frames(backend, portrait: np.ndarray, clip: Clip, ident_index: int, size: int, lm_size: int) -> np.ndarray:
+    """Frames decoded from `portrait`'s appearance and the landmark images of `clip`'s controls drawn on
+    identity `ident_index` (the motion source)."""
+    from ..avatarworld.identity import identity
+    from ..engine.image_io import to_model_input
+
+    app = backend.encode_appearance(to_model_input(portrait))
+    return decode_controls(backend, app, identity(ident_index), clip.controls, size, lm_size)
 
 
 SHEET_EXPRESSIONS = (("emotion", "happy"), ("emotion", "surprised"), ("emotion", "angry"), ("emotion", "sad"),
@@ -412,8 +420,8 @@ def vae_sheet(backend, path: str | Path, size: int, lm_size: int, identities: in
 
     from ..avatarworld import behaviour
     from ..avatarworld.identity import identity, identity_ids
-    from ..avatarworld.render import FaceRenderer, landmark_image
-    from ..engine.image_io import to_frames, to_model_input
+    from ..avatarworld.render import FaceRenderer
+    from ..engine.image_io import to_model_input
 
     r, rng, rows = FaceRenderer(size), np.random.default_rng(seed), []
     for index in identity_ids("heldout", identities):
@@ -421,10 +429,8 @@ def vae_sheet(backend, path: str | Path, size: int, lm_size: int, identities: in
         ctrls = [C.neutral()] + [behaviour.emotion_controls(name, 3, 40, rng)[25] if kind == "emotion"
                                  else behaviour.motion_controls(name, 40, rng)[20] for kind, name in SHEET_EXPRESSIONS]
         truth = np.stack([r.render(ident, c) for c in ctrls])
-        lms = np.stack([landmark_image(r.landmarks(ident, c), size, lm_size) for c in ctrls])
         app = backend.encode_appearance(to_model_input(r.render(ident, C.neutral())))
-        x = lms.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
-        decoded = to_frames(backend.decode(backend.encode_motion(x), np.repeat(app, len(x), 0)))
+        decoded = decode_controls(backend, app, ident, np.stack(ctrls), size, lm_size)
         rows += [np.concatenate(list(truth), 1), np.concatenate(list(decoded), 1)]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,11 +31,16 @@ def kl(moments: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean**2 + logvar.exp() - 1 - logvar).flatten(1).sum(1).mean()
 
 
-def feature_weight(landmarks: torch.Tensor, size: int, face_weight: float) -> torch.Tensor:
-    """(B, 1, size, size) loss weight: 1 everywhere, 1 + face_weight within a few pixels of a landmark dot."""
+def feature_mask(landmarks: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 1, size, size): 1 within a few pixels of a landmark dot (brows, eyes, nose, lips, jaw), else 0."""
     dots = (landmarks.amax(dim=1, keepdim=True) > -0.9).float()           # landmark image is [-1, 1], black bg
     near = F.max_pool2d(dots, kernel_size=7, stride=1, padding=3)
-    return 1.0 + face_weight * F.interpolate(near, size=(size, size), mode="nearest")
+    return F.interpolate(near, size=(size, size), mode="nearest")
+
+
+def feature_weight(landmarks: torch.Tensor, size: int, face_weight: float) -> torch.Tensor:
+    """(B, 1, size, size) loss weight: 1 everywhere, 1 + face_weight within a few pixels of a landmark dot."""
+    return 1.0 + face_weight * feature_mask(landmarks, size)
 
 
 def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train: bool = True,
@@ -62,7 +67,7 @@ def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train
     losses["total"] = losses["l1"] + losses["mse"] + kl_weight * losses["kl"] + 0.1 * losses["keyframe"]
     losses["psnr"] = psnr(recon.detach(), target).mean()
     if not train:                               # PSNR over the facial features only (where the AUs are)
-        near = feature_weight(batch["landmarks"], target.shape[-1], 1.0) - 1.0       # 1 near a landmark
+        near = feature_mask(batch["landmarks"], target.shape[-1])
         err = (((recon - target) ** 2) * near).flatten(1).sum(1) / (near.flatten(1).sum(1) * 3).clamp(min=1)
         losses["psnr_features"] = (10 * torch.log10(4.0 / err.clamp(min=1e-10))).mean()
     return losses

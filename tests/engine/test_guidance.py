@@ -67,3 +67,17 @@ def test_guided_and_unguided_sessions_batch_together(portrait):
 def test_negative_guidance_is_refused():
     with pytest.raises(ValueError, match="guidance"):
         make(-1.0)
+
+
+def test_switching_instruction_rebuilds_the_guided_pair(portrait):
+    pipe = make(1.5)
+    s, _ = pipe.new_session(portrait, "smile broadly", seed=0)
+    s.push_audio(speech(0.4))
+    first = s.paired
+    assert first is not None and first.keys.shape[0] == 2              # [instruction; default instruction]
+    s.set_instruction("look very sad")
+    assert s.paired is None
+    s.push_audio(speech(0.4, 1))
+    n = s.instruction.keys.shape[2]
+    np.testing.assert_array_equal(s.paired.keys[:1, :, :n], s.instruction.keys)
+    assert not np.array_equal(s.paired.keys[:1], first.keys[:1])
