@@ -7,7 +7,7 @@ so an exported denoiser step takes them as inputs.
 
 Shapes (B = sessions in a batch, T = window frames, M = motion latent size, D = denoiser width,
 L = denoiser layers, N = instruction tokens, S = audio samples):
-  encode_appearance  image (B,3,H,W) f32 [-1,1]                 -> (B,Ca,h,w)
+  encode_appearance  image (B,3,H,W) f32 [-1,1]                 -> (B,Ca,h,w)  (Ca: vae.appearance_channels)
   encode_keyframe    image (B,3,H,W) f32 [-1,1]                 -> (B,M) motion latent
   encode_motion      landmark image (B,3,l,l) f32 [-1,1]        -> (B,M) motion latent
   encode_text        ids (B,N) i64, mask (B,N) i64              -> tokens (B,N,Dt), pooled (B,Dt)

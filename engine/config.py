@@ -46,6 +46,8 @@ class VAEConfig:
     decoder: AutoencoderConfig       # upsampled motion latent ++ appearance latent -> RGB frame
     landmark_size: int               # side of the landmark-dot image the motion encoder reads
     keyframe_ch: int                 # width of the small image -> motion latent head (keyframe from a portrait)
+    warp: bool = False               # decoder also warps the portrait (latent and pixels) by a predicted flow
+                                     # and blends the warped pixels in (our addition for the demo; vae.py)
 
     @property
     def app_channels(self) -> int:
@@ -58,6 +60,12 @@ class VAEConfig:
     @property
     def app_downsample(self) -> int:
         return self.appearance.shuffle * 2 ** (len(self.appearance.ch_mult) - 1)
+
+    @property
+    def appearance_channels(self) -> int:
+        """Channels of the cached portrait state (the decoder's appearance input): the latent, plus with
+        `warp` the portrait's pixels folded onto the latent grid (space-to-depth by app_downsample)."""
+        return self.app_channels + (3 * self.app_downsample ** 2 if self.warp else 0)
 
     @property
     def motion_side(self) -> int:

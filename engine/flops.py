@@ -50,7 +50,7 @@ def _costs(cfg: ModelConfig) -> list[ComponentCost]:
         mot = _count(lambda: model.vae.encode_motion(torch.zeros(1, 3, lm, lm, **meta)))
         key = _count(lambda: model.vae.keyframe_encoder(image))
         dec = _count(lambda: model.vae.decode(torch.zeros(1, M, **meta),
-                                              torch.zeros(1, cfg.vae.app_channels, a, a, **meta)))
+                                              torch.zeros(1, cfg.vae.appearance_channels, a, a, **meta)))
         aud = _count(lambda: model.audio_encoder(torch.zeros(1, fps * spf, **meta))) / fps
         ids = torch.zeros(1, N, dtype=torch.int64, **meta)
         txt = _count(lambda: model.text_encoder(ids, torch.ones_like(ids)))

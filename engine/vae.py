@@ -5,6 +5,12 @@
 - KeyframeEncoder: RGB portrait -> motion latent directly (our addition: a user's portrait has no
   landmarks, so a small head trained to regress the motion encoder's output stands in for a detector).
 - Decoder: motion latent upsampled to the appearance grid, concatenated, -> RGB frame (B,3,S,S).
+- Warp (config `warp`, demo only; our addition): a plain decoder must redraw every edge of the face from a
+  latent of another pose and expression, and averages detail away. With `warp`, the cached appearance also
+  carries the portrait's pixels; a small head predicts a backward flow from (appearance latent, target
+  motion), the latent and the pixels are warped by it, and the decoder blends the warped pixels into its
+  output through a predicted mask (and reads them through a skip at its last stage). Every new part starts
+  at zero, so a warp model initialised from a plain one renders what the plain one did (within a 2% blend).
 
 Blocks follow the LDM KL autoencoder (ResNet blocks with GroupNorm + SiLU, stride-2 conv downsampling,
 nearest + conv upsampling, optional middle self-attention), the structure the authors' VAE config
@@ -107,9 +113,13 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """(B, in_channels, S/f, S/f) -> (B, out_channels, S, S) in [-1, 1] (tanh)."""
+    """(B, in_channels, S/f, S/f) -> (B, out_channels, S, S) in [-1, 1] (tanh).
 
-    def __init__(self, cfg: AutoencoderConfig):
+    With `image_skip`, forward also takes an image (B, out_channels, S, S) (the warped portrait): it enters
+    the last stage through a zero-initialised conv, and the output is a per-pixel blend of the decoded frame
+    and that image, the mask predicted from the last features (initialised to 2% image)."""
+
+    def __init__(self, cfg: AutoencoderConfig, image_skip: bool = False):
         super().__init__()
         g = cfg.norm_groups
         widths = [cfg.ch * m for m in cfg.ch_mult]
@@ -118,6 +128,7 @@ class Decoder(nn.Module):
         self.mid = MidBlock(cin, g, cfg.mid_attention)
         self.up = nn.ModuleList()                    # built lowest resolution first, like LDM's reversed list
         for level in reversed(range(len(widths))):
+            last_stage_in = cin                      # channels entering the full-resolution stage (level 0)
             stage = nn.Module()
             stage.block = nn.ModuleList()
             for _ in range(cfg.num_res_blocks + 1):
@@ -129,18 +140,70 @@ class Decoder(nn.Module):
         self.shuffle = cfg.shuffle
         self.norm_out = _norm(cin, g)
         self.conv_out = nn.Conv2d(cin, cfg.out_channels * cfg.shuffle**2, 3, padding=1)
+        self.image_skip = image_skip
+        if image_skip:
+            self.skip_in = nn.Conv2d(cfg.out_channels * cfg.shuffle**2, last_stage_in, 3, padding=1)
+            self.mask_out = nn.Conv2d(cin, cfg.shuffle**2, 3, padding=1)
+            nn.init.zeros_(self.skip_in.weight)
+            nn.init.zeros_(self.skip_in.bias)
+            nn.init.zeros_(self.mask_out.weight)
+            nn.init.constant_(self.mask_out.bias, -4.0)            # sigmoid(-4) = 0.018
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, image: Tensor | None = None) -> Tensor:
+        if self.image_skip and image is None:
+            raise ValueError("this decoder blends a warped portrait: pass image=")
         h = self.mid(self.conv_in(z))
-        for stage in self.up:
+        for i, stage in enumerate(self.up):
+            if self.image_skip and i == len(self.up) - 1:        # last stage: the warped portrait's pixels
+                h = h + self.skip_in(F.pixel_unshuffle(image, self.shuffle) if self.shuffle > 1 else image)
             for block in stage.block:
                 h = block(h)
             if hasattr(stage, "upsample"):
                 h = stage.upsample(F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        h = self.conv_out(F.silu(self.norm_out(h)))
+        feats = F.silu(self.norm_out(h))
+        out = self.conv_out(feats)
         if self.shuffle > 1:
-            h = F.pixel_shuffle(h, self.shuffle)
-        return torch.tanh(h)
+            out = F.pixel_shuffle(out, self.shuffle)
+        out = torch.tanh(out)
+        if not self.image_skip:
+            return out
+        mask = self.mask_out(feats)
+        if self.shuffle > 1:
+            mask = F.pixel_shuffle(mask, self.shuffle)
+        mask = torch.sigmoid(mask)                                   # (B,1,S,S): 1 = take the warped portrait
+        return out + mask * (image - out)
+
+
+class FlowHead(nn.Module):
+    """(B, Ca+Cm, a, a) appearance latent ++ upsampled target motion -> (B, 2, a, a) backward flow: for each
+    output position, the (x, y) offset in normalised [-1, 1] coordinates at which to sample the portrait.
+    One stride-2 level widens the view to head-pose displacements. The output conv starts at zero."""
+
+    def __init__(self, cin: int, ch: int):
+        super().__init__()
+        self.conv_in = nn.Conv2d(cin, ch, 3, padding=1)
+        self.down = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+        self.mid = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv_out = nn.Conv2d(2 * ch, 2, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.silu(self.conv_in(x))
+        d = F.silu(self.mid(F.silu(self.down(h))))
+        d = F.interpolate(d, size=h.shape[-2:], mode="nearest")
+        return self.conv_out(torch.cat([h, d], dim=1))
+
+
+def warp(x: Tensor, flow: Tensor) -> Tensor:
+    """Sample x (B,C,H,W) at identity + flow; flow (B,2,H,W) holds (x, y) offsets in normalised coordinates
+    (align_corners=False, so the identity grid hits pixel centres exactly and flow 0 returns x)."""
+    B, _, H, W = x.shape
+    ys = (torch.arange(H, dtype=x.dtype, device=x.device) + 0.5) * (2.0 / H) - 1.0
+    xs = (torch.arange(W, dtype=x.dtype, device=x.device) + 0.5) * (2.0 / W) - 1.0
+    base = torch.stack([xs[None, :].expand(H, W), ys[:, None].expand(H, W)], dim=-1)       # (H,W,2)
+    grid = base[None] + flow.permute(0, 2, 3, 1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 class KeyframeEncoder(nn.Module):
@@ -168,7 +231,9 @@ class VAE(nn.Module):
         self.appearance_encoder = Encoder(cfg.appearance)
         self.motion_encoder = Encoder(cfg.motion)
         self.keyframe_encoder = KeyframeEncoder(cfg, image_size)
-        self.decoder = Decoder(cfg.decoder)
+        self.decoder = Decoder(cfg.decoder, image_skip=cfg.warp)
+        if cfg.warp:
+            self.flow_head = FlowHead(cfg.app_channels + cfg.motion_channels, cfg.decoder.ch)
         if cfg.decoder.in_channels != cfg.app_channels + cfg.motion_channels:
             raise ValueError("decoder.in_channels must equal appearance + motion latent channels")
         # Per-dimension statistics of the motion latents over the training data (set once the motion
@@ -182,8 +247,12 @@ class VAE(nn.Module):
         return moments.chunk(2, dim=1)[0]
 
     def encode_appearance(self, image: Tensor) -> Tensor:
-        """(B,3,S,S) in [-1,1] -> (B,Ca,S/f,S/f) (posterior mean)."""
-        return self._mean(self.appearance_encoder(image))
+        """(B,3,S,S) in [-1,1] -> (B, appearance_channels, S/f, S/f): the posterior mean, and with `warp` the
+        portrait's pixels folded onto the same grid (the decoder warps both)."""
+        latent = self._mean(self.appearance_encoder(image))
+        if not self.cfg.warp:
+            return latent
+        return torch.cat([latent, F.pixel_unshuffle(image, self.cfg.app_downsample)], dim=1)
 
     @torch.no_grad()
     def set_motion_stats(self, shift: Tensor, scale: Tensor) -> None:
@@ -208,8 +277,20 @@ class VAE(nn.Module):
         return self.decode_raw(motion * self.motion_scale + self.motion_shift, appearance)
 
     def decode_raw(self, motion: Tensor, appearance: Tensor) -> Tensor:
-        """Raw motion (N, M) and appearance (N, Ca, a, a) -> frames (N, 3, S, S) in [-1, 1]."""
+        """Raw motion (N, M) and appearance (N, appearance_channels, a, a) -> frames (N, 3, S, S) in [-1, 1]."""
+        return self.decode_raw_with_flow(motion, appearance)[0]
+
+    def decode_raw_with_flow(self, motion: Tensor, appearance: Tensor) -> tuple[Tensor, Tensor | None]:
+        """decode_raw, also returning the backward flow (N, 2, a, a) it warped the portrait by (None without
+        `warp`); training supervises the flow at the landmarks."""
         m = self.cfg.motion_side
         grid = motion.view(motion.shape[0], self.cfg.motion_channels, m, m)
         grid = F.interpolate(grid, size=appearance.shape[-2:], mode="nearest")
-        return self.decoder(torch.cat([appearance, grid], dim=1))
+        if not self.cfg.warp:
+            return self.decoder(torch.cat([appearance, grid], dim=1)), None
+        ca = self.cfg.app_channels
+        latent, pixels = appearance[:, :ca], F.pixel_shuffle(appearance[:, ca:], self.cfg.app_downsample)
+        flow = self.flow_head(torch.cat([latent, grid], dim=1))
+        flow_px = F.interpolate(flow, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
+        frame = self.decoder(torch.cat([warp(latent, flow), grid], dim=1), image=warp(pixels, flow_px))
+        return frame, flow

@@ -254,7 +254,7 @@ def model_info(config_name: str) -> dict:
             "image": cfg.media.image_size, "fps": cfg.media.fps, "sample_rate": cfg.media.sample_rate,
             "samples_per_frame": cfg.media.samples_per_frame,
             "motion_latent": [v.motion_channels, v.motion_side, v.motion_side], "motion_dim": cfg.motion_dim,
-            "appearance_latent": [v.app_channels, cfg.media.image_size // v.app_downsample,
+            "appearance_latent": [v.appearance_channels, cfg.media.image_size // v.app_downsample,
                                   cfg.media.image_size // v.app_downsample],
             "window_frames": cfg.stream.window_frames, "chunk_frames": cfg.stream.chunk_frames,
             "prefix_frames": cfg.stream.prefix_frames, "text_encoder": cfg.text.kind,

@@ -43,6 +43,21 @@ def feature_weight(landmarks: torch.Tensor, size: int, face_weight: float) -> to
     return 1.0 + face_weight * feature_mask(landmarks, size)
 
 
+FLOW_WEIGHT = 0.02     # per pixel of landmark error: ~5 px at the start weighs about as much as the L1 term
+
+
+def flow_landmark_error(flow: torch.Tensor, target_points: torch.Tensor, source_points: torch.Tensor,
+                        size: int) -> torch.Tensor:
+    """Mean distance in pixels between where the backward flow samples the source at each target landmark and
+    where that landmark really is in the source. flow (B,2,a,a) normalised offsets; points (B,L,2) pixels."""
+    to_norm = lambda p: p * (2.0 / size) - 1.0                                        # noqa: E731
+    t = to_norm(target_points)
+    at = F.grid_sample(flow, t[:, :, None, :], mode="bilinear", padding_mode="border",
+                       align_corners=False)[..., 0].transpose(1, 2)                  # (B, L, 2)
+    err = (t + at - to_norm(source_points)) * (size / 2.0)
+    return err.norm(dim=-1).mean()
+
+
 def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train: bool = True,
                face_weight: float = 0.0) -> dict:
     app_m = vae.appearance_encoder(batch["source"])
@@ -54,7 +69,9 @@ def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train
         mot = mot_mean + torch.randn_like(mot_mean) * (0.5 * mot_logvar.clamp(-30, 20)).exp()
     else:
         app, mot = app_mean, mot_mean
-    recon = vae.decode_raw(mot.flatten(1), app)
+    if vae.cfg.warp:                            # the decoder's input also carries the source's pixels
+        app = torch.cat([app, F.pixel_unshuffle(batch["source"], vae.cfg.app_downsample)], dim=1)
+    recon, flow = vae.decode_raw_with_flow(mot.flatten(1), app)
     target = batch["target"]
     key = vae.keyframe_encoder(target)
     w = feature_weight(batch["landmarks"], target.shape[-1], face_weight) if face_weight > 0 else 1.0
@@ -65,6 +82,10 @@ def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train
         "keyframe": F.mse_loss(key, mot_mean.flatten(1).detach()),
     }
     losses["total"] = losses["l1"] + losses["mse"] + kl_weight * losses["kl"] + 0.1 * losses["keyframe"]
+    if flow is not None and "target_points" in batch:
+        losses["flow_px"] = flow_landmark_error(flow, batch["target_points"], batch["source_points"],
+                                                target.shape[-1])
+        losses["total"] = losses["total"] + FLOW_WEIGHT * losses["flow_px"]
     losses["psnr"] = psnr(recon.detach(), target).mean()
     if not train:                               # PSNR over the facial features only (where the AUs are)
         near = feature_mask(batch["landmarks"], target.shape[-1])
@@ -91,7 +112,8 @@ def with_motion_grid(cfg, grid: str | None):
 
 
 def to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(v).to(device) for k, v in batch.items() if k in ("source", "target", "landmarks")}
+    keep = ("source", "target", "landmarks", "source_points", "target_points")
+    return {k: torch.from_numpy(np.asarray(v, np.float32)).to(device) for k, v in batch.items() if k in keep}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--motion-grid", default=None,
                     help="experiment: motion latent 'CxS' instead of the config's (e.g. 3x8); not loadable by the "
                          "engine's demo config")
+    ap.add_argument("--warp", action="store_true",
+                    help="decoder warps the portrait by a predicted flow (config field vae.warp; the demo has it), "
+                         "supervised at the landmarks")
     ap.add_argument("--face-weight", type=float, default=0.0,
                     help="extra reconstruction weight around the facial features (see the module doc)")
     ap.add_argument("--seed", type=int, default=0)
@@ -123,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     cfg = with_motion_grid(get_config(args.config), args.motion_grid)
+    if args.warp and not cfg.vae.warp:
+        from dataclasses import replace
+
+        cfg = replace(cfg, vae=replace(cfg.vae, warp=True))
     run = RunDir(args.run)
     run.write_json("args.json", vars(args))
     torch.manual_seed(args.seed)
@@ -138,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         step, spent = state["step"], state.get("seconds", 0.0)
         print(f"[vae] resumed at step {step} ({spent / 60:.1f} min so far)")
     elif args.init_from:
-        load_vae_weights(vae, init_weights(args.init_from, "vae."))
+        load_vae_weights(vae, init_weights(args.init_from, "vae."), new_parts_ok=cfg.vae.warp)
         print(f"[vae] initialised from {args.init_from}")
     device = torch.device(args.device)
     vae.to(device)
@@ -174,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         step += 1
         if step % 25 == 0:
             rec = {"step": step, "seconds": round(spent + clock.elapsed, 1),
-                   **{k: round(float(v), 5) for k, v in losses.items()}}
+                   **{k: round(float(v.detach()), 5) for k, v in losses.items()}}
             run.log(rec)
             print(f"[vae] step {step} loss {rec['total']:.4f} psnr {rec['psnr']:.2f} "
                   f"({(time.time() - t_log) / 25:.2f} s/step)", flush=True)
@@ -183,10 +212,15 @@ def main(argv: list[str] | None = None) -> int:
             vae.eval()
             with torch.no_grad():
                 ev = vae_losses(vae, evalset, args.kl_weight, train=False)
-            run.log({"step": step, "eval_psnr_heldout": float(ev["psnr"]), "eval_keyframe": float(ev["keyframe"]),
-                     "eval_psnr_features": float(ev["psnr_features"])})
-            print(f"[vae] eval (held-out identities) psnr {float(ev['psnr']):.2f} dB, "
-                  f"around the facial features {float(ev['psnr_features']):.2f} dB", flush=True)
+            rec = {"step": step, "eval_psnr_heldout": float(ev["psnr"]), "eval_keyframe": float(ev["keyframe"]),
+                   "eval_psnr_features": float(ev["psnr_features"])}
+            if "flow_px" in ev:
+                rec["eval_flow_px"] = float(ev["flow_px"])
+            run.log(rec)
+            print(f"[vae] eval (held-out identities) psnr {rec['eval_psnr_heldout']:.2f} dB, around the facial "
+                  f"features {rec['eval_psnr_features']:.2f} dB"
+                  + (f", landmark flow error {rec['eval_flow_px']:.2f} px" if "eval_flow_px" in rec else ""),
+                  flush=True)
         if step % args.save_every == 0:
             save()
     save()

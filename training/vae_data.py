@@ -57,10 +57,11 @@ class FramePairSampler:
         ident = identity(int(rng.choice(self.ids)) if ident_index is None else ident_index)
         src = portrait_controls(rng) if rng.random() < 0.5 else random_controls(rng)
         tgt = random_controls(rng)
-        source = self.renderer.render(ident, src)
+        source, src_points = self.renderer.render_with_landmarks(ident, src)
         target, lms = self.renderer.render_with_landmarks(ident, tgt)
         return {"source": source, "target": target,
-                "landmarks": landmark_image(lms, self.size, self.lm_size), "controls": tgt}
+                "landmarks": landmark_image(lms, self.size, self.lm_size), "controls": tgt,
+                "source_points": src_points, "target_points": lms}   # (L, 2) pixels: supervise a warp's flow
 
     def batch(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         items = [self.sample(rng) for _ in range(n)]

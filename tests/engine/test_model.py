@@ -107,7 +107,7 @@ def test_demo_shapes_end_to_end():
     S, M, T = cfg.media.image_size, cfg.motion_dim, 5
     with torch.no_grad():
         app = m.vae.encode_appearance(torch.zeros(2, 3, S, S))
-        assert app.shape == (2, cfg.vae.app_channels, S // cfg.vae.app_downsample, S // cfg.vae.app_downsample)
+        assert app.shape == (2, cfg.vae.appearance_channels, S // cfg.vae.app_downsample, S // cfg.vae.app_downsample)
         lm = cfg.vae.landmark_size
         assert m.vae.encode_motion(torch.zeros(2, 3, lm, lm)).shape == (2, M)
         assert m.vae.keyframe_encoder(torch.zeros(2, 3, S, S)).shape == (2, M)
