@@ -354,12 +354,30 @@ def format_report(result: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ main
+VARIANTS = {"nowarp": "the VAE decoder without the portrait warp (vae.warp off), to time the warp side by side"}
+
+
+def bench_config(name: str):
+    """"demo", "paper", or a config with a variant, "demo:nowarp" (see VARIANTS)."""
+    from dataclasses import replace
+
+    from instructavatar.engine.config import get_config
+
+    base, _, variant = name.partition(":")
+    cfg = get_config(base)
+    if variant == "nowarp":
+        return replace(cfg, vae=replace(cfg.vae, warp=False))
+    if variant:
+        raise ValueError(f"unknown variant {variant!r} of {base!r}; choose from {', '.join(VARIANTS)}")
+    return cfg
+
+
 def run_config(name: str, args) -> dict:
     from instructavatar.engine.config import get_config
     from instructavatar.engine.loader import load_pipeline
 
-    cfg = get_config(name)
-    paper = name == "paper"
+    cfg = bench_config(name)
+    paper = cfg.name == "paper"
     t0 = time.perf_counter()
     pipeline = load_pipeline(cfg, random_weights=True, threads=args.threads, announce=lambda m: None)
     load_s = time.perf_counter() - t0
@@ -367,6 +385,7 @@ def run_config(name: str, args) -> dict:
     result["stages"] = bench_stages(pipeline, args.seconds, args.steps, args.repeats,
                                     max_frames=args.paper_frames if paper else None,
                                     heavy_repeats=args.paper_repeats if paper else None)
+    result["stages"]["config"] = name                         # with its variant, if any
     if not paper or args.paper_stream:
         seconds = args.seconds if not paper else cfg.stream.chunk_frames * 2 / cfg.media.fps
         result["guidance"] = pipeline.guidance                 # the config's instruction guidance
@@ -382,7 +401,9 @@ def run_config(name: str, args) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", default="demo", help="comma-separated: demo,paper")
+    ap.add_argument("--configs", default="demo",
+                    help="comma-separated: demo,paper; a variant after a colon, e.g. demo:nowarp (the decoder "
+                         "without the portrait warp, for a side-by-side ratio)")
     ap.add_argument("--steps", type=int, default=8, help="DDIM steps")
     ap.add_argument("--seconds", type=float, default=4.0, help="audio per repeat")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -399,8 +420,10 @@ def main(argv: list[str] | None = None) -> dict:
     from instructavatar.engine.config import CONFIGS
 
     for n in names:
-        if n not in CONFIGS:
+        if n.partition(":")[0] not in CONFIGS:
             ap.error(f"unknown config {n!r}; choose from {', '.join(CONFIGS)}")
+        if n.partition(":")[2] not in ("", *VARIANTS):
+            ap.error(f"unknown variant in {n!r}; choose from {', '.join(VARIANTS)}")
     if args.steps < 1 or args.repeats < 1 or args.seconds <= 0 or args.paper_frames < 1:
         ap.error("--steps, --repeats and --paper-frames must be >= 1 and --seconds > 0")
     if args.threads:

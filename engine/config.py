@@ -64,8 +64,9 @@ class VAEConfig:
     @property
     def appearance_channels(self) -> int:
         """Channels of the cached portrait state (the decoder's appearance input): the latent, plus with
-        `warp` the portrait's pixels folded onto the latent grid (space-to-depth by app_downsample)."""
-        return self.app_channels + (3 * self.app_downsample ** 2 if self.warp else 0)
+        `warp` the portrait's pixels folded onto the latent grid (space-to-depth by app_downsample) and the
+        portrait's own motion latent (keyframe encoder) upsampled onto it."""
+        return self.app_channels + ((3 * self.app_downsample ** 2 + self.motion_channels) if self.warp else 0)
 
     @property
     def motion_side(self) -> int:
@@ -216,6 +217,7 @@ def _demo() -> ModelConfig:
                                       norm_groups=8, mid_attention=False, shuffle=2),
             landmark_size=64,                          # -> 8x4x4 = 128 numbers per frame
             keyframe_ch=16,
+            warp=True,                                 # the decoder warps the portrait (engine/vae.py)
         ),
         audio=AudioConfig(frontend="logmel", feature_dim=64,
                           conformer=ConformerConfig(d_model=128, layers=2, heads=4, ffn_dim=256, kernel=7)),

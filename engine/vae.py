@@ -7,10 +7,11 @@
 - Decoder: motion latent upsampled to the appearance grid, concatenated, -> RGB frame (B,3,S,S).
 - Warp (config `warp`, demo only; our addition): a plain decoder must redraw every edge of the face from a
   latent of another pose and expression, and averages detail away. With `warp`, the cached appearance also
-  carries the portrait's pixels; a small head predicts a backward flow from (appearance latent, target
-  motion), the latent and the pixels are warped by it, and the decoder blends the warped pixels into its
-  output through a predicted mask (and reads them through a skip at its last stage). Every new part starts
-  at zero, so a warp model initialised from a plain one renders what the plain one did (within a 2% blend).
+  carries the portrait's pixels and its own motion latent (keyframe encoder); a small head predicts a
+  backward flow from (appearance latent, portrait motion, target motion), the latent and the pixels are
+  warped by it, and the decoder blends the warped pixels into its output through a predicted mask (and reads
+  them through a skip at its last stage). Every new part starts at zero, so a warp model initialised from a
+  plain one renders what the plain one did (within a 2% blend).
 
 Blocks follow the LDM KL autoencoder (ResNet blocks with GroupNorm + SiLU, stride-2 conv downsampling,
 nearest + conv upsampling, optional middle self-attention), the structure the authors' VAE config
@@ -233,7 +234,7 @@ class VAE(nn.Module):
         self.keyframe_encoder = KeyframeEncoder(cfg, image_size)
         self.decoder = Decoder(cfg.decoder, image_skip=cfg.warp)
         if cfg.warp:
-            self.flow_head = FlowHead(cfg.app_channels + cfg.motion_channels, cfg.decoder.ch)
+            self.flow_head = FlowHead(cfg.app_channels + 2 * cfg.motion_channels, cfg.decoder.ch)
         if cfg.decoder.in_channels != cfg.app_channels + cfg.motion_channels:
             raise ValueError("decoder.in_channels must equal appearance + motion latent channels")
         # Per-dimension statistics of the motion latents over the training data (set once the motion
@@ -247,12 +248,25 @@ class VAE(nn.Module):
         return moments.chunk(2, dim=1)[0]
 
     def encode_appearance(self, image: Tensor) -> Tensor:
-        """(B,3,S,S) in [-1,1] -> (B, appearance_channels, S/f, S/f): the posterior mean, and with `warp` the
-        portrait's pixels folded onto the same grid (the decoder warps both)."""
-        latent = self._mean(self.appearance_encoder(image))
+        """(B,3,S,S) in [-1,1] -> (B, appearance_channels, S/f, S/f): the posterior mean; with `warp` also the
+        portrait's pixels folded onto the same grid and its raw motion latent (keyframe encoder) upsampled
+        onto it (the decoder's flow goes from the portrait's motion to the target's)."""
+        return self.appearance_state(self._mean(self.appearance_encoder(image)), image)
+
+    def appearance_state(self, latent: Tensor, image: Tensor) -> Tensor:
+        """Appearance latent (B,Ca,a,a) of `image` (B,3,S,S) -> the decoder's appearance input. The portrait's
+        motion is detached: in training the keyframe head learns only its own regression, never the decoder's
+        reconstruction (the motion generator is conditioned on the same head)."""
         if not self.cfg.warp:
             return latent
-        return torch.cat([latent, F.pixel_unshuffle(image, self.cfg.app_downsample)], dim=1)
+        own_motion = self.motion_grid(self.keyframe_encoder(image).detach(), latent.shape[-1])
+        return torch.cat([latent, F.pixel_unshuffle(image, self.cfg.app_downsample), own_motion], dim=1)
+
+    def motion_grid(self, motion: Tensor, side: int) -> Tensor:
+        """Raw motion (N, M) -> (N, Cm, side, side): the latent grid, nearest-upsampled."""
+        m = self.cfg.motion_side
+        return F.interpolate(motion.view(motion.shape[0], self.cfg.motion_channels, m, m), size=(side, side),
+                             mode="nearest")
 
     @torch.no_grad()
     def set_motion_stats(self, shift: Tensor, scale: Tensor) -> None:
@@ -283,14 +297,13 @@ class VAE(nn.Module):
     def decode_raw_with_flow(self, motion: Tensor, appearance: Tensor) -> tuple[Tensor, Tensor | None]:
         """decode_raw, also returning the backward flow (N, 2, a, a) it warped the portrait by (None without
         `warp`); training supervises the flow at the landmarks."""
-        m = self.cfg.motion_side
-        grid = motion.view(motion.shape[0], self.cfg.motion_channels, m, m)
-        grid = F.interpolate(grid, size=appearance.shape[-2:], mode="nearest")
+        grid = self.motion_grid(motion, appearance.shape[-1])
         if not self.cfg.warp:
             return self.decoder(torch.cat([appearance, grid], dim=1)), None
-        ca = self.cfg.app_channels
-        latent, pixels = appearance[:, :ca], F.pixel_shuffle(appearance[:, ca:], self.cfg.app_downsample)
-        flow = self.flow_head(torch.cat([latent, grid], dim=1))
+        ca, cp = self.cfg.app_channels, 3 * self.cfg.app_downsample ** 2
+        latent, own_motion = appearance[:, :ca], appearance[:, ca + cp:]
+        pixels = F.pixel_shuffle(appearance[:, ca:ca + cp], self.cfg.app_downsample)
+        flow = self.flow_head(torch.cat([latent, own_motion, grid], dim=1))
         flow_px = F.interpolate(flow, size=pixels.shape[-2:], mode="bilinear", align_corners=False)
         frame = self.decoder(torch.cat([warp(latent, flow), grid], dim=1), image=warp(pixels, flow_px))
         return frame, flow

@@ -14,11 +14,13 @@ VAE_STEPS="${VAE_STEPS:-5600}"                  # total VAE steps (decoder conti
 MOTION_STEPS="${MOTION_STEPS:-8000}"            # motion generator schedule length
 MOTION_STOP="${MOTION_STOP:-$MOTION_STEPS}"     # where the shipped run stopped (see the model card)
 VAE_STOP="${VAE_STOP:-4400}"                 # where the shipped run stopped (wall time)
+WARP_STEPS="${WARP_STEPS:-4000}"             # the warping decoder's fine-tune
 
 # 1. 1500 train-split clips, their landmark images and instruction embeddings (~12 min, no VAE needed)
 "$IA" train prepare --out data/motion --clips 1500 --seed 0
 # 2. the VAE, all parts jointly, until the motion encoder is fixed (schedule spans 5000 steps)
-"$IA" train vae --config demo --run runs/vae --steps 5000 --stop-at "$VAE_JOINT_STEPS" --threads 2 --device "$DEVICE"
+"$IA" train vae --config demo --run runs/vae --steps 5000 --stop-at "$VAE_JOINT_STEPS" --threads 2 --device "$DEVICE" \
+    --warp off
 cp -n runs/vae/state.pt runs/vae_joint.pt || true
 # 3. motion latents with the frozen motion encoder, and the latent probe (an evaluator of the generator alone)
 "$IA" train latents --data data/motion --vae runs/vae_joint.pt --threads 2
@@ -28,15 +30,20 @@ cp -n runs/vae/state.pt runs/vae_joint.pt || true
     --stop-at "$MOTION_STOP" --threads 1 --device "$DEVICE" &
 motion=$!
 "$IA" train vae --config demo --run runs/vae --steps "$VAE_STEPS" --stop-at "$VAE_STOP" --threads 1 \
-    --freeze-motion --device "$DEVICE"
+    --freeze-motion --device "$DEVICE" --warp off
 wait "$motion"
 # 5. the decoder (and appearance encoder) again, reconstruction weighted x4 around the facial features; the
 #    shipped run was planned for 3200 steps and shortened to 2000 at step 1400 (the two lines replay that)
 "$IA" train vae --config demo --run runs/vae_face --init-from runs/vae/state.pt --steps 3200 --stop-at 1400 \
-    --lr 5e-4 --freeze-motion --face-weight 3 --threads 1 --device "$DEVICE"
+    --lr 5e-4 --freeze-motion --face-weight 3 --threads 1 --device "$DEVICE" --warp off
 "$IA" train vae --config demo --run runs/vae_face --steps 2000 --lr 5e-4 --freeze-motion --face-weight 3 \
-    --threads 1 --device "$DEVICE"
-# 6. one fp16 safetensors file (+ the fingerprint the tests compare with), the probe beside it
-"$IA" train package --vae runs/vae_face/state.pt --motion runs/motion/state.pt
+    --threads 1 --device "$DEVICE" --warp off
+# 6. the warping decoder (vae.warp): flow head, skip and blend mask start at zero on top of the plain decoder,
+#    the flow is supervised at the landmarks (the shipped run started from the fp16 copy of these weights,
+#    the previous checkpoint: the same weights up to rounding)
+"$IA" train vae --config demo --run runs/vae_warp --init-from runs/vae_face/state.pt --steps "$WARP_STEPS" \
+    --lr 5e-4 --freeze-motion --face-weight 3 --eval-every 250 --threads 2 --device "$DEVICE"
+# 7. one fp16 safetensors file (+ the fingerprint the tests compare with), the probe beside it
+"$IA" train package --vae runs/vae_warp/state.pt --motion runs/motion/state.pt
 cp runs/latent_probe.safetensors instructavatar/assets/demo/latent_probe.safetensors
 echo "done: instructavatar/assets/demo/; quality tables: $IA train quality main|vae|paraphrase|steps|streaming"

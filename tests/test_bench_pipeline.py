@@ -31,3 +31,16 @@ def test_bench_pipeline_demo_json(tmp_path, capsys):
     for word in ("audio encoder", "denoiser", "decoder", "RTF", "first-frame latency", "GFLOP/s",
                  "instruction guidance 2"):
         assert word in text
+
+
+def test_bench_config_variants():
+    import pytest
+
+    from instructavatar.benchmarks.bench_pipeline import bench_config
+
+    assert bench_config("demo").vae.warp and not bench_config("demo:nowarp").vae.warp
+    assert bench_config("demo:nowarp").name == "demo"
+    with pytest.raises(ValueError, match="unknown variant"):
+        bench_config("demo:fast")
+    with pytest.raises(SystemExit):
+        main(["--configs", "demo:fast"])

@@ -108,7 +108,7 @@ def test_motion_grid_experiment_builds_a_consistent_vae(grid, dim):
     vae = VAE(cfg.vae, cfg.media.image_size).eval()
     with torch.no_grad():
         mot = vae.motion_encoder(torch.zeros(2, 3, 64, 64)).chunk(2, dim=1)[0].flatten(1)
-        app = vae.appearance_encoder(torch.zeros(2, 3, 128, 128)).chunk(2, dim=1)[0]
+        app = vae.encode_appearance(torch.zeros(2, 3, 128, 128))
         assert vae.decode_raw(mot, app).shape == (2, 3, 128, 128)
     with pytest.raises(ValueError, match="grid side"):
         with_motion_grid(get_config("demo"), "3x5")

@@ -43,7 +43,7 @@ def feature_weight(landmarks: torch.Tensor, size: int, face_weight: float) -> to
     return 1.0 + face_weight * feature_mask(landmarks, size)
 
 
-FLOW_WEIGHT = 0.02     # per pixel of landmark error: ~5 px at the start weighs about as much as the L1 term
+FLOW_WEIGHT = 0.05     # per pixel of landmark error: ~5 px at the start weighs about twice the L1 term
 
 
 def flow_landmark_error(flow: torch.Tensor, target_points: torch.Tensor, source_points: torch.Tensor,
@@ -69,8 +69,7 @@ def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train
         mot = mot_mean + torch.randn_like(mot_mean) * (0.5 * mot_logvar.clamp(-30, 20)).exp()
     else:
         app, mot = app_mean, mot_mean
-    if vae.cfg.warp:                            # the decoder's input also carries the source's pixels
-        app = torch.cat([app, F.pixel_unshuffle(batch["source"], vae.cfg.app_downsample)], dim=1)
+    app = vae.appearance_state(app, batch["source"])     # warp: + the source's pixels and motion (keyframe head)
     recon, flow = vae.decode_raw_with_flow(mot.flatten(1), app)
     target = batch["target"]
     key = vae.keyframe_encoder(target)
@@ -128,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--motion-grid", default=None,
                     help="experiment: motion latent 'CxS' instead of the config's (e.g. 3x8); not loadable by the "
                          "engine's demo config")
-    ap.add_argument("--warp", action="store_true",
-                    help="decoder warps the portrait by a predicted flow (config field vae.warp; the demo has it), "
-                         "supervised at the landmarks")
+    ap.add_argument("--warp", choices=("on", "off"), default=None,
+                    help="decoder warps the portrait by a predicted flow, supervised at the landmarks (default: "
+                         "the config's vae.warp, on for the demo; train_demo.sh trains the plain phases with off)")
     ap.add_argument("--face-weight", type=float, default=0.0,
                     help="extra reconstruction weight around the facial features (see the module doc)")
     ap.add_argument("--seed", type=int, default=0)
@@ -148,10 +147,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     cfg = with_motion_grid(get_config(args.config), args.motion_grid)
-    if args.warp and not cfg.vae.warp:
+    if args.warp is not None and (args.warp == "on") != cfg.vae.warp:
         from dataclasses import replace
 
-        cfg = replace(cfg, vae=replace(cfg.vae, warp=True))
+        cfg = replace(cfg, vae=replace(cfg.vae, warp=args.warp == "on"))
     run = RunDir(args.run)
     run.write_json("args.json", vars(args))
     torch.manual_seed(args.seed)

@@ -40,9 +40,11 @@ def test_appearance_state_carries_the_portrait_pixels():
         app = vae.encode_appearance(image)
     a = 128 // warped.app_downsample
     assert app.shape == (1, warped.appearance_channels, a, a)
-    assert warped.appearance_channels == plain.appearance_channels + 3 * warped.app_downsample ** 2
-    torch.testing.assert_close(torch.nn.functional.pixel_shuffle(app[:, warped.app_channels:],
-                                                                 warped.app_downsample), image)
+    ca, cp = warped.app_channels, 3 * warped.app_downsample ** 2
+    assert warped.appearance_channels == plain.appearance_channels + cp + warped.motion_channels
+    torch.testing.assert_close(torch.nn.functional.pixel_shuffle(app[:, ca:ca + cp], warped.app_downsample), image)
+    own = app[:, ca + cp:, ::a // warped.motion_side, ::a // warped.motion_side]     # one value per motion cell
+    torch.testing.assert_close(own.flatten(1), vae.keyframe_encoder(image).detach())
 
 
 def test_warp_vae_started_from_a_plain_one_renders_what_it_did():
@@ -86,7 +88,7 @@ def test_train_vae_warp_runs_and_resumes(tmp_path):
     from instructavatar.training.train_vae import main
 
     run = tmp_path / "run"
-    args = ["--config", "demo", "--run", str(run), "--warp", "--batch", "2", "--threads", "1",
+    args = ["--config", "demo", "--run", str(run), "--warp", "on", "--batch", "2", "--threads", "1",
             "--eval-every", "2", "--save-every", "1"]
     assert main(args + ["--steps", "2"]) == 0
     state = torch.load(run / "state.pt", weights_only=False)
@@ -95,3 +97,33 @@ def test_train_vae_warp_runs_and_resumes(tmp_path):
     assert torch.load(run / "state.pt", weights_only=False)["step"] == 3
     evals = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if "eval_flow_px" in line]
     assert evals and all(e["eval_flow_px"] > 0 for e in evals)
+
+
+class _Decode(torch.nn.Module):
+    def __init__(self, vae: VAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, motion, appearance):
+        return self.vae.decode(motion, appearance)
+
+
+def test_warp_decoder_exports_to_onnx_and_matches(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    _, warp_cfg = _configs()
+    torch.manual_seed(0)
+    vae = VAE(warp_cfg, 128).eval()
+    with torch.no_grad():                      # a non-zero flow and mask, so the warp path really runs
+        vae.flow_head.conv_out.weight.normal_(0, 0.02)
+        vae.decoder.mask_out.bias.fill_(0.0)
+        app = vae.encode_appearance(torch.rand(1, 3, 128, 128) * 2 - 1).repeat(3, 1, 1, 1)
+    motion = torch.randn(3, warp_cfg.motion_dim)
+    path = tmp_path / "decoder.onnx"
+    torch.onnx.export(_Decode(vae), (motion, app), str(path), dynamo=False, opset_version=17,
+                      input_names=["motion", "appearance"], output_names=["frames"],
+                      dynamic_axes={"motion": {0: "N"}, "appearance": {0: "N"}, "frames": {0: "N"}})
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = sess.run(None, {"motion": motion[:2].numpy(), "appearance": app[:2].numpy()})
+    with torch.no_grad():
+        want = vae.decode(motion[:2], app[:2]).numpy()
+    assert abs(got - want).max() < 1e-4
