@@ -373,7 +373,6 @@ def bench_config(name: str):
 
 
 def run_config(name: str, args) -> dict:
-    from instructavatar.engine.config import get_config
     from instructavatar.engine.loader import load_pipeline
 
     cfg = bench_config(name)

@@ -77,12 +77,13 @@ def test_vae_sheet_layout(tmp_path):
     from instructavatar.engine.loader import load_pipeline
 
     pipe = load_pipeline("demo", random_weights=True, threads=1, announce=lambda m: None)
-    path = Q.vae_sheet(pipe.backend, tmp_path / "s.png", 64, pipe.cfg.vae.landmark_size, identities=2)
+    S = pipe.cfg.media.image_size                                  # the keyframe head (warp) needs the model's size
+    path = Q.vae_sheet(pipe.backend, tmp_path / "s.png", S, pipe.cfg.vae.landmark_size, identities=2)
     img = np.asarray(Image.open(path))
     cols = 1 + len(Q.SHEET_EXPRESSIONS)
-    assert img.shape == (2 * 2 * 64, cols * 64, 3)                # (truth, reconstruction) per identity
-    truth_row = img[:64]
-    assert np.abs(truth_row[:, :64].astype(int) - truth_row[:, 64:128]).max() > 0   # expressions differ
+    assert img.shape == (2 * 2 * S, cols * S, 3)                  # (truth, reconstruction) per identity
+    truth_row = img[:S]
+    assert np.abs(truth_row[:, :S].astype(int) - truth_row[:, S:2 * S]).max() > 0   # expressions differ
 
 
 def test_guidance_list_must_be_numbers(capsys):
