@@ -254,8 +254,10 @@ def model_info(config_name: str) -> dict:
             "image": cfg.media.image_size, "fps": cfg.media.fps, "sample_rate": cfg.media.sample_rate,
             "samples_per_frame": cfg.media.samples_per_frame,
             "motion_latent": [v.motion_channels, v.motion_side, v.motion_side], "motion_dim": cfg.motion_dim,
-            "appearance_latent": [v.appearance_channels, cfg.media.image_size // v.app_downsample,
+            "appearance_latent": [v.app_channels, cfg.media.image_size // v.app_downsample,
                                   cfg.media.image_size // v.app_downsample],
+            "appearance_state": [v.appearance_channels, cfg.media.image_size // v.app_downsample,
+                                 cfg.media.image_size // v.app_downsample], "decoder_warp": v.warp,
             "window_frames": cfg.stream.window_frames, "chunk_frames": cfg.stream.chunk_frames,
             "prefix_frames": cfg.stream.prefix_frames, "text_encoder": cfg.text.kind,
             "text_context": cfg.text.context, "audio_frontend": cfg.audio.frontend,
@@ -293,7 +295,8 @@ def _info_table(info: dict) -> str:
         f"  image {s['image']}x{s['image']} RGB, {s['fps']} fps, audio {s['sample_rate']} Hz "
         f"({s['samples_per_frame']} samples per frame), at most {s['max_audio_seconds']:g} s",
         f"  motion latent {'x'.join(map(str, s['motion_latent']))} = {s['motion_dim']} per frame; appearance "
-        f"latent {'x'.join(map(str, s['appearance_latent']))}",
+        f"latent {'x'.join(map(str, s['appearance_latent']))} (cached portrait state "
+        f"{'x'.join(map(str, s['appearance_state']))}{', with the warp' if s['decoder_warp'] else ''})",
         f"  window {s['window_frames']} frames = prefix {s['prefix_frames']} + chunk {s['chunk_frames']}",
         f"  text encoder {s['text_encoder']} ({s['text_context']} tokens); audio front end {s['audio_frontend']}",
     ]

@@ -82,6 +82,7 @@ def test_info_paper_matches_architecture_estimates(capsys):
     assert info["per_frame_gflop"] > 0
     assert {e["name"] for e in info["estimates"]} >= {"vae", "denoiser", "text_encoder", "vae.decoder"}
     assert info["sizes"]["image"] == 256 and info["sizes"]["motion_dim"] == 768
+    assert info["sizes"]["appearance_state"] == info["sizes"]["appearance_latent"] == [3, 64, 64]   # no warp
 
 
 def test_info_demo_table(capsys):
@@ -89,6 +90,7 @@ def test_info_demo_table(capsys):
     assert code == 0
     assert "vae.decoder" in stdout and "GFLOP per output frame" in stdout
     assert "window 20 frames" in stdout
+    assert "appearance latent 8x32x32 (cached portrait state 64x32x32, with the warp)" in stdout
 
 
 def test_version_through_the_entry_point():
