@@ -8,6 +8,10 @@ Loss: L1 + MSE reconstruction of the target frame from (source appearance, targe
 on both latents, and the keyframe head regressing the motion encoder's latent from the target's RGB.
 `--face-weight W` multiplies the reconstruction error by 1 + W around the facial features (the landmark dots,
 dilated): brows, eyelids and lips are a small part of the frame but carry every action unit.
+With the warp decoder (`vae.warp`, on for the demo; `--warp off` trains a plain one), the flow it predicts is also
+supervised where the world knows the answer: at each target landmark it should point at the same landmark in the
+source (`flow_landmark_error`, in pixels, weighted FLOW_WEIGHT). `--init-from` a plain VAE starts the warp parts
+at zero.
 """
 
 from __future__ import annotations
