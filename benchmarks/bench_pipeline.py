@@ -416,13 +416,11 @@ def main(argv: list[str] | None = None) -> dict:
                     help="paper: also stream 2 chunks end to end (very slow on a CPU: 50 decoded frames)")
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
-    from instructavatar.engine.config import CONFIGS
-
     for n in names:
-        if n.partition(":")[0] not in CONFIGS:
-            ap.error(f"unknown config {n!r}; choose from {', '.join(CONFIGS)}")
-        if n.partition(":")[2] not in ("", *VARIANTS):
-            ap.error(f"unknown variant in {n!r}; choose from {', '.join(VARIANTS)}")
+        try:
+            bench_config(n)
+        except ValueError as e:                                 # ConfigError is one too
+            ap.error(str(e))
     if args.steps < 1 or args.repeats < 1 or args.seconds <= 0 or args.paper_frames < 1:
         ap.error("--steps, --repeats and --paper-frames must be >= 1 and --seconds > 0")
     if args.threads:

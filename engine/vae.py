@@ -176,8 +176,9 @@ class Decoder(nn.Module):
 
 
 class FlowHead(nn.Module):
-    """(B, Ca+Cm, a, a) appearance latent ++ upsampled target motion -> (B, 2, a, a) backward flow: for each
-    output position, the (x, y) offset in normalised [-1, 1] coordinates at which to sample the portrait.
+    """(B, Ca+2Cm, a, a) appearance latent ++ the portrait's and the target's upsampled motion -> (B, 2, a, a)
+    backward flow: for each output position, the (x, y) offset in normalised [-1, 1] coordinates at which to
+    sample the portrait.
     One stride-2 level widens the view to head-pose displacements. The output conv starts at zero."""
 
     def __init__(self, cin: int, ch: int):
@@ -225,6 +226,9 @@ class KeyframeEncoder(nn.Module):
 
 
 class VAE(nn.Module):
+    # parameter prefixes that only a `warp` VAE has; all start at zero, so a plain VAE's weights can start one
+    WARP_PARTS = ("flow_head.", "decoder.skip_in.", "decoder.mask_out.")
+
     def __init__(self, cfg: VAEConfig, image_size: int):
         super().__init__()
         self.cfg = cfg

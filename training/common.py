@@ -42,16 +42,13 @@ class RunDir:
 VAE_STATS_BUFFERS = {"motion_shift", "motion_scale"}
 
 
-WARP_PARTS = ("flow_head.", "decoder.skip_in.", "decoder.mask_out.")
-
-
 def load_vae_weights(vae, weights: dict, new_parts_ok: bool = False) -> None:
     """Load a VAE training state's weights; states written before the motion-statistics buffers existed
     lack only those (they stay identity: VAE training works on raw latents). With `new_parts_ok`, weights of a
     plain VAE may also start a warp VAE: its warp parts keep their zero initialisation."""
     missing, unexpected = vae.load_state_dict(weights, strict=False)
     if new_parts_ok:
-        missing = [k for k in missing if not k.startswith(WARP_PARTS)]
+        missing = [k for k in missing if not k.startswith(vae.WARP_PARTS)]
     if unexpected or set(missing) - VAE_STATS_BUFFERS:
         raise RuntimeError(f"VAE state does not match the model: missing {missing}, unexpected {unexpected}")
 
