@@ -127,3 +127,14 @@ def test_warp_decoder_exports_to_onnx_and_matches(tmp_path):
     with torch.no_grad():
         want = vae.decode(motion[:2], app[:2]).numpy()
     assert abs(got - want).max() < 1e-4
+
+
+def test_train_vae_warp_off_trains_a_plain_vae(tmp_path):
+    from instructavatar.training.train_vae import main
+
+    run = tmp_path / "plain"
+    assert main(["--config", "demo", "--run", str(run), "--warp", "off", "--batch", "2", "--threads", "1",
+                 "--steps", "1", "--eval-every", "5"]) == 0
+    keys = torch.load(run / "state.pt", weights_only=False)["model"]
+    assert not any(k.startswith(VAE.WARP_PARTS) for k in keys)
+    assert "flow_px" not in (run / "log.jsonl").read_text()
