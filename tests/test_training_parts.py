@@ -112,3 +112,34 @@ def test_motion_grid_experiment_builds_a_consistent_vae(grid, dim):
         assert vae.decode_raw(mot, app).shape == (2, 3, 128, 128)
     with pytest.raises(ValueError, match="grid side"):
         with_motion_grid(get_config("demo"), "3x5")
+
+
+def test_au_readout_trains_the_motion_encoder_and_stays_out_of_the_checkpoint(tmp_path):
+    from instructavatar.training.train_vae import AU_COLUMNS, au_head_for, main, vae_losses
+
+    cfg = get_config("demo")
+    vae = VAE(cfg.vae, cfg.media.image_size)
+    head = au_head_for(vae)
+    size, lm = cfg.media.image_size, cfg.vae.landmark_size
+    controls = torch.zeros(2, C.NUM_CONTROLS)
+    controls[:, AU_COLUMNS] = torch.rand(2, len(AU_COLUMNS))
+    batch = {"source": torch.rand(2, 3, size, size) * 2 - 1, "target": torch.rand(2, 3, size, size) * 2 - 1,
+             "landmarks": torch.rand(2, 3, lm, lm) * 2 - 1, "controls": controls}
+    losses = vae_losses(vae, batch, 1e-5, au_head=head, au_weight=1.0)
+    mot = vae.motion_encoder(batch["landmarks"]).chunk(2, 1)[0].flatten(1)
+    torch.testing.assert_close(losses["au_mse"], ((head(mot) - controls[:, AU_COLUMNS]) ** 2).mean())
+    losses["au_mse"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in vae.motion_encoder.parameters())
+    assert "au_mse" not in vae_losses(vae, batch, 1e-5)                 # off unless asked for
+
+    def args(run):
+        return ["--config", "demo", "--run", str(tmp_path / run), "--batch", "2", "--threads", "1",
+                "--eval-every", "5"]
+
+    assert main(args("au") + ["--steps", "1", "--au-weight", "1"]) == 0
+    state = torch.load(tmp_path / "au" / "state.pt", weights_only=False)
+    assert set(state["au_head"]) == {"weight", "bias"}
+    assert not any("au_head" in k for k in state["model"])            # the packaged VAE never sees it
+    assert main(args("plain") + ["--steps", "1"]) == 0
+    with pytest.raises(SystemExit, match="without --au-weight"):
+        main(args("plain") + ["--steps", "2", "--au-weight", "1"])

@@ -12,6 +12,10 @@ With the warp decoder (`vae.warp`, on for the demo; `--warp off` trains a plain 
 supervised where the world knows the answer: at each target landmark it should point at the same landmark in the
 source (`flow_landmark_error`, in pixels, weighted FLOW_WEIGHT). `--init-from` a plain VAE starts the warp parts
 at zero.
+`--au-weight W` adds a training-only linear head that reads the 16 AU intensities of the target frame (the world's
+controls) from the motion latent (MSE, weighted W). It pushes the motion encoder to keep the expression in the
+latent, where the decoder and the motion generator can use it; the head is saved in the run state, not in the
+checkpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..avatarworld.controls import AU_NAMES, INDEX
 from ..engine.config import get_config
 from ..engine.vae import VAE
 from .common import RunDir, Stopwatch, cosine_lr, init_weights, load_vae_weights, psnr, restore_rng, rng_state
@@ -62,8 +67,16 @@ def flow_landmark_error(flow: torch.Tensor, target_points: torch.Tensor, source_
     return err.norm(dim=-1).mean()
 
 
+AU_COLUMNS: list[int] = [INDEX[name] for name in AU_NAMES]     # the AU intensities among the world's controls
+
+
+def au_head_for(vae: VAE) -> torch.nn.Linear:
+    """A linear read-out of the AU intensities (len(AU_NAMES),) from a flattened motion latent mean."""
+    return torch.nn.Linear(vae.cfg.motion_dim, len(AU_COLUMNS))
+
+
 def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train: bool = True,
-               face_weight: float = 0.0) -> dict:
+               face_weight: float = 0.0, au_head: torch.nn.Module | None = None, au_weight: float = 0.0) -> dict:
     app_m = vae.appearance_encoder(batch["source"])
     mot_m = vae.motion_encoder(batch["landmarks"])
     app_mean, app_logvar = app_m.chunk(2, dim=1)
@@ -89,6 +102,9 @@ def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train
         losses["flow_px"] = flow_landmark_error(flow, batch["target_points"], batch["source_points"],
                                                 target.shape[-1])
         losses["total"] = losses["total"] + FLOW_WEIGHT * losses["flow_px"]
+    if au_head is not None and "controls" in batch:
+        losses["au_mse"] = F.mse_loss(au_head(mot_mean.flatten(1)), batch["controls"][:, AU_COLUMNS])
+        losses["total"] = losses["total"] + au_weight * losses["au_mse"]
     losses["psnr"] = psnr(recon.detach(), target).mean()
     if not train:                               # PSNR over the facial features only (where the AUs are)
         near = feature_mask(batch["landmarks"], target.shape[-1])
@@ -115,7 +131,7 @@ def with_motion_grid(cfg, grid: str | None):
 
 
 def to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    keep = ("source", "target", "landmarks", "source_points", "target_points")
+    keep = ("source", "target", "landmarks", "source_points", "target_points", "controls")
     return {k: torch.from_numpy(np.asarray(v, np.float32)).to(device) for k, v in batch.items() if k in keep}
 
 
@@ -136,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                          "the config's vae.warp, on for the demo; train_demo.sh trains the plain phases with off)")
     ap.add_argument("--face-weight", type=float, default=0.0,
                     help="extra reconstruction weight around the facial features (see the module doc)")
+    ap.add_argument("--au-weight", type=float, default=0.0,
+                    help="weight of the AU read-out from the motion latent (see the module doc; 0 = off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=int, default=200)
@@ -159,12 +177,19 @@ def main(argv: list[str] | None = None) -> int:
     run.write_json("args.json", vars(args))
     torch.manual_seed(args.seed)
     vae = VAE(cfg.vae, cfg.media.image_size)
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    au_head = au_head_for(vae) if args.au_weight > 0 else None
+    params = list(vae.parameters()) + (list(au_head.parameters()) if au_head is not None else [])
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0, betas=(0.9, 0.99))
     rng = np.random.default_rng(args.seed)
     step, spent = 0, 0.0
     state = run.load_state()
     if state is not None:
         load_vae_weights(vae, state["model"])
+        if au_head is not None:
+            if "au_head" not in state:
+                raise SystemExit(f"[vae] {run.state_path} was trained without --au-weight; start a new run "
+                                 "(--init-from it) to add the AU read-out")
+            au_head.load_state_dict(state["au_head"])
         opt.load_state_dict(state["optimizer"])
         restore_rng(rng, state["rng"])
         step, spent = state["step"], state.get("seconds", 0.0)
@@ -174,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[vae] initialised from {args.init_from}")
     device = torch.device(args.device)
     vae.to(device)
+    if au_head is not None:
+        au_head.to(device)
     if state is not None:                       # optimiser tensors follow their parameters
         for st in opt.state.values():
             for k, v in st.items():
@@ -188,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def save():
         weights = {k: v.cpu() for k, v in vae.state_dict().items()}
+        extra = {"au_head": {k: v.cpu() for k, v in au_head.state_dict().items()}} if au_head is not None else {}
         run.save_state({"model": weights, "optimizer": opt.state_dict(), "rng": rng_state(rng),
-                        "step": step, "seconds": spent + clock.elapsed, "config": cfg.name})
+                        "step": step, "seconds": spent + clock.elapsed, "config": cfg.name, **extra})
 
     t_log = time.time()
     last = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
@@ -198,10 +226,10 @@ def main(argv: list[str] | None = None) -> int:
             g["lr"] = cosine_lr(step, args.steps, args.lr)
         vae.train()
         losses = vae_losses(vae, to_tensors(sampler.batch(args.batch, rng), device), args.kl_weight,
-                            face_weight=args.face_weight)
+                            face_weight=args.face_weight, au_head=au_head, au_weight=args.au_weight)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_([p for p in vae.parameters() if p.requires_grad], 1.0)
+        torch.nn.utils.clip_grad_norm_([p for p in params if p.requires_grad], 1.0)
         opt.step()
         step += 1
         if step % 25 == 0:
@@ -214,15 +242,18 @@ def main(argv: list[str] | None = None) -> int:
         if step % args.eval_every == 0 or step == args.steps:
             vae.eval()
             with torch.no_grad():
-                ev = vae_losses(vae, evalset, args.kl_weight, train=False)
+                ev = vae_losses(vae, evalset, args.kl_weight, train=False, au_head=au_head)
             rec = {"step": step, "eval_psnr_heldout": float(ev["psnr"]), "eval_keyframe": float(ev["keyframe"]),
                    "eval_psnr_features": float(ev["psnr_features"])}
             if "flow_px" in ev:
                 rec["eval_flow_px"] = float(ev["flow_px"])
+            if "au_mse" in ev:
+                rec["eval_au_mse"] = float(ev["au_mse"])
             run.log(rec)
             print(f"[vae] eval (held-out identities) psnr {rec['eval_psnr_heldout']:.2f} dB, around the facial "
                   f"features {rec['eval_psnr_features']:.2f} dB"
-                  + (f", landmark flow error {rec['eval_flow_px']:.2f} px" if "eval_flow_px" in rec else ""),
+                  + (f", landmark flow error {rec['eval_flow_px']:.2f} px" if "eval_flow_px" in rec else "")
+                  + (f", AU read-out MSE {rec['eval_au_mse']:.4f}" if "eval_au_mse" in rec else ""),
                   flush=True)
         if step % args.save_every == 0:
             save()
