@@ -43,7 +43,27 @@ wait "$motion"
 #    the previous checkpoint: the same weights up to rounding)
 "$IA" train vae --config demo --run runs/vae_warp --init-from runs/vae_face/state.pt --steps "$WARP_STEPS" \
     --lr 5e-4 --freeze-motion --face-weight 3 --eval-every 250 --threads 2 --device "$DEVICE"
-# 7. one fp16 safetensors file (+ the fingerprint the tests compare with), the probe beside it
-"$IA" train package --vae runs/vae_warp/state.pt --motion runs/motion/state.pt
-cp runs/latent_probe.safetensors instructavatar/assets/demo/latent_probe.safetensors
+# 7. the motion encoder trained along with the warp decoder again (800 steps), then with the AU read-out: a linear
+#    head that reads the world's AU intensities from the motion latent (training only), face weight 4
+"$IA" train vae --config demo --run runs/exp_warp_joint --init-from runs/vae_warp/state.pt --steps 800 \
+    --lr 5e-4 --face-weight 3 --eval-every 200 --threads 1 --device "$DEVICE"
+"$IA" train vae --config demo --run runs/vae_au --init-from runs/exp_warp_joint/state.pt --steps 2600 \
+    --lr 5e-4 --face-weight 4 --au-weight 1 --eval-every 400 --threads 2 --device "$DEVICE"
+# 8. the audio-only lower bound (no text; 2000 steps on the first latents), then the motion latents of the new encoder (a second data folder: the parts are shared), the probe on them, and
+#    the generator and the audio-only lower bound fine-tuned on them (3000 steps each, in parallel)
+"$IA" train motion --config demo --data data/motion --run runs/motion_audio_only --no-text --steps 2000 --threads 1 \
+    --device "$DEVICE"
+mkdir -p data/motion_au
+for f in data/motion/*; do b=$(basename "$f"); [ "$b" = latents.npz ] || ln -sfn "$(realpath "$f")" "data/motion_au/$b"; done
+"$IA" train latents --data data/motion_au --vae runs/vae_au/state.pt --threads 2
+"$IA" train probe --data data/motion_au --out runs/latent_probe_au.safetensors --steps 3000 --threads 1
+"$IA" train motion --config demo --data data/motion_au --run runs/motion_au --init-from runs/motion/state.pt \
+    --steps 3000 --threads 1 --device "$DEVICE" &
+motion=$!
+"$IA" train motion --config demo --data data/motion_au --run runs/motion_audio_only_au --no-text \
+    --init-from runs/motion_audio_only/state.pt --steps 3000 --threads 1 --device "$DEVICE"
+wait "$motion"
+# 9. one fp16 safetensors file (+ the fingerprint the tests compare with), the probe beside it
+"$IA" train package --vae runs/vae_au/state.pt --motion runs/motion_au/state.pt
+cp runs/latent_probe_au.safetensors instructavatar/assets/demo/latent_probe.safetensors
 echo "done: instructavatar/assets/demo/; quality tables: $IA train quality main|vae|paraphrase|steps|streaming"
