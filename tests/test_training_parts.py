@@ -143,3 +143,16 @@ def test_au_readout_trains_the_motion_encoder_and_stays_out_of_the_checkpoint(tm
     assert main(args("plain") + ["--steps", "1"]) == 0
     with pytest.raises(SystemExit, match="without --au-weight"):
         main(args("plain") + ["--steps", "2", "--au-weight", "1"])
+
+
+def test_frame_pairs_can_draw_soft_landmark_dots():
+    from instructavatar.avatarworld.render import REGION_COLOURS
+    from instructavatar.training.vae_data import FramePairSampler
+
+    allowed = {(0, 0, 0)} | set(REGION_COLOURS.values())
+    hard = FramePairSampler(128, 64).sample(np.random.default_rng(3))
+    soft = FramePairSampler(128, 64, soft_dots=True).sample(np.random.default_rng(3))
+    np.testing.assert_array_equal(hard["target"], soft["target"])            # same frames, other dots
+    colours = lambda img: {tuple(int(v) for v in p) for p in img.reshape(-1, 3)}  # noqa: E731
+    assert colours(hard["landmarks"]) <= allowed
+    assert not colours(soft["landmarks"]) <= allowed                         # partial-coverage shades

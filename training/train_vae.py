@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra reconstruction weight around the facial features (see the module doc)")
     ap.add_argument("--au-weight", type=float, default=0.0,
                     help="weight of the AU read-out from the motion latent (see the module doc; 0 = off)")
+    ap.add_argument("--soft-dots", action="store_true",
+                    help="experiment: the motion encoder reads sub-pixel (bilinear) landmark dots; `train latents`, "
+                         "`prepare` and `quality` still draw hard dots, so such a VAE is not packaged yet")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=int, default=200)
@@ -209,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.freeze_motion:
         vae.motion_encoder.requires_grad_(False)
         print("[vae] motion encoder frozen")
-    sampler = FramePairSampler(cfg.media.image_size, cfg.vae.landmark_size, "train")
-    evalset = to_tensors(fixed_eval_set(cfg.media.image_size, cfg.vae.landmark_size, 32), device)
+    sampler = FramePairSampler(cfg.media.image_size, cfg.vae.landmark_size, "train", soft_dots=args.soft_dots)
+    evalset = to_tensors(fixed_eval_set(cfg.media.image_size, cfg.vae.landmark_size, 32, soft_dots=args.soft_dots),
+                         device)
     clock = Stopwatch(args.minutes)
 
     def save():

@@ -48,9 +48,9 @@ def portrait_controls(rng: np.random.Generator) -> np.ndarray:
 
 
 class FramePairSampler:
-    def __init__(self, image_size: int, landmark_size: int, split: str = "train"):
+    def __init__(self, image_size: int, landmark_size: int, split: str = "train", soft_dots: bool = False):
         self.renderer = FaceRenderer(image_size)
-        self.size, self.lm_size = image_size, landmark_size
+        self.size, self.lm_size, self.soft_dots = image_size, landmark_size, soft_dots
         self.ids = identity_ids(split)
 
     def sample(self, rng: np.random.Generator, ident_index: int | None = None) -> dict[str, np.ndarray]:
@@ -60,7 +60,7 @@ class FramePairSampler:
         source, src_points = self.renderer.render_with_landmarks(ident, src)
         target, lms = self.renderer.render_with_landmarks(ident, tgt)
         return {"source": source, "target": target,
-                "landmarks": landmark_image(lms, self.size, self.lm_size), "controls": tgt,
+                "landmarks": landmark_image(lms, self.size, self.lm_size, soft=self.soft_dots), "controls": tgt,
                 "source_points": src_points, "target_points": lms}   # (L, 2) pixels: supervise a warp's flow
 
     def batch(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -72,6 +72,6 @@ class FramePairSampler:
 
 
 def fixed_eval_set(image_size: int, landmark_size: int, n: int, seed: int = 1234,
-                   split: str = "heldout") -> dict[str, np.ndarray]:
+                   split: str = "heldout", soft_dots: bool = False) -> dict[str, np.ndarray]:
     """A fixed batch of held-out-identity pairs for validation (same every run)."""
-    return FramePairSampler(image_size, landmark_size, split).batch(n, np.random.default_rng(seed))
+    return FramePairSampler(image_size, landmark_size, split, soft_dots).batch(n, np.random.default_rng(seed))

@@ -206,3 +206,19 @@ def test_landmark_image_ignores_appearance(r128):
     la, lb = r128.landmarks(a, _with("au04", 1)), r128.landmarks(b, _with("au04", 1))
     assert np.array_equal(landmark_image(la, 128, 64), landmark_image(lb, 128, 64))
     assert not np.array_equal(r128.render(a, neutral()), r128.render(b, neutral()))
+
+
+def test_soft_landmark_dots_keep_subpixel_motion(r128):
+    lm = r128.landmarks(identity(0), neutral())
+    hard, soft = landmark_image(lm, 128, 64), landmark_image(lm, 128, 64, soft=True)
+    assert hard.shape == soft.shape == (64, 64, 3) and soft.dtype == np.uint8
+    moved = lm + np.array([0.4, 0.0])                   # 0.2 px at 64: the hard dots mostly stay put
+    assert np.abs(landmark_image(moved, 128, 64, soft=True).astype(int) - soft).sum() > \
+        np.abs(landmark_image(moved, 128, 64).astype(int) - hard).sum()
+    # a dot on a pixel centre is the hard dot; its weight spreads over 2x2 pixels halfway between centres
+    one = np.array([[10.5, 20.5]]) * 2                  # src 128 -> dot image 64
+    pts = np.repeat(one, len(lm), 0)
+    img = landmark_image(pts, 128, 64, soft=True)
+    assert img[20, 10].max() == 255 and img.reshape(-1, 3).max(1).astype(bool).sum() == 1
+    img = landmark_image(pts + 1.0, 128, 64, soft=True)   # +0.5 px in x and y at 64
+    assert (img[20:22, 10:12].max(-1) > 0).all() and img[20:22, 10:12].max() < 70
