@@ -143,6 +143,8 @@ def test_au_readout_trains_the_motion_encoder_and_stays_out_of_the_checkpoint(tm
     assert main(args("plain") + ["--steps", "1"]) == 0
     with pytest.raises(SystemExit, match="without --au-weight"):
         main(args("plain") + ["--steps", "2", "--au-weight", "1"])
+    with pytest.raises(SystemExit, match="without --soft-dots"):
+        main(args("plain") + ["--steps", "2", "--soft-dots"])
 
 
 def test_frame_pairs_can_draw_soft_landmark_dots():

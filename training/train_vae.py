@@ -193,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"[vae] {run.state_path} was trained without --au-weight; start a new run "
                                  "(--init-from it) to add the AU read-out")
             au_head.load_state_dict(state["au_head"])
+        if state.get("soft_dots", False) != args.soft_dots:
+            raise SystemExit(f"[vae] {run.state_path} was trained with{'' if state.get('soft_dots') else 'out'} "
+                             "--soft-dots; resume it with the same landmark dots")
         opt.load_state_dict(state["optimizer"])
         restore_rng(rng, state["rng"])
         step, spent = state["step"], state.get("seconds", 0.0)
@@ -221,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         weights = {k: v.cpu() for k, v in vae.state_dict().items()}
         extra = {"au_head": {k: v.cpu() for k, v in au_head.state_dict().items()}} if au_head is not None else {}
         run.save_state({"model": weights, "optimizer": opt.state_dict(), "rng": rng_state(rng),
-                        "step": step, "seconds": spent + clock.elapsed, "config": cfg.name, **extra})
+                        "step": step, "seconds": spent + clock.elapsed, "config": cfg.name,
+                        "soft_dots": args.soft_dots, **extra})
 
     t_log = time.time()
     last = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
