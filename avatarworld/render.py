@@ -578,19 +578,24 @@ def landmark_image(landmarks: np.ndarray, src_size: int, size: int, soft: bool =
     the brighter value kept where dots meet), so movements below a pixel still change the image; the hard
     dots snap to the pixel grid and lose them.
     """
-    img = np.zeros((size, size, 3), np.uint8)
     dot = max(1, size // 64)
     pts = np.asarray(landmarks, np.float64)[_DOT_ORDER] * (size / src_size) - (dot - 1) / 2.0
-    off = np.arange(dot)
     if soft:
         return _soft_dots(pts - 0.5, dot, size)
-    ij = np.floor(pts).astype(np.int64)                    # (N,2) top-left corner of each dot
-    x = (ij[:, 0, None, None] + off[None, None, :]).repeat(dot, 1).ravel()    # (N*dot*dot,)
-    y = (ij[:, 1, None, None] + off[None, :, None]).repeat(dot, 2).ravel()
+    img = np.zeros((size, size, 3), np.uint8)
+    x, y = _square_pixels(np.floor(pts).astype(np.int64), dot)   # each dot's top-left pixel -> its dot x dot pixels
     col = np.repeat(_DOT_COLOURS, dot * dot, 0)
     ok = (x >= 0) & (x < size) & (y >= 0) & (y < size)
     img[y[ok], x[ok]] = col[ok]          # later regions (REGION_COLOURS order) overwrite earlier ones
     return img
+
+
+def _square_pixels(corner: np.ndarray, dot: int) -> tuple[np.ndarray, np.ndarray]:
+    """x, y (N*dot*dot,) of the dot x dot pixel squares whose top-left pixels are ``corner`` (N, 2) int."""
+    off = np.arange(dot)
+    x = (corner[:, 0, None, None] + off[None, None, :]).repeat(dot, 1).ravel()
+    y = (corner[:, 1, None, None] + off[None, :, None]).repeat(dot, 2).ravel()
+    return x, y
 
 
 def _soft_dots(corner: np.ndarray, dot: int, size: int) -> np.ndarray:
@@ -598,15 +603,12 @@ def _soft_dots(corner: np.ndarray, dot: int, size: int) -> np.ndarray:
     base = np.floor(corner).astype(np.int64)
     frac = corner - base                                            # (N, 2) in [0, 1)
     acc = np.zeros((size * size, 3), np.float64)
-    off = np.arange(dot)
     for dx in (0, 1):
         wx = frac[:, 0] if dx else 1.0 - frac[:, 0]
         for dy in (0, 1):
             wy = frac[:, 1] if dy else 1.0 - frac[:, 1]
-            x = (base[:, 0, None, None] + dx + off[None, None, :]).repeat(dot, 1).ravel()
-            y = (base[:, 1, None, None] + dy + off[None, :, None]).repeat(dot, 2).ravel()
-            w = np.repeat(wx * wy, dot * dot)
-            col = np.repeat(_DOT_COLOURS, dot * dot, 0) * w[:, None]
+            x, y = _square_pixels(base + np.array([dx, dy]), dot)
+            col = np.repeat(_DOT_COLOURS * (wx * wy)[:, None], dot * dot, 0)
             ok = (x >= 0) & (x < size) & (y >= 0) & (y < size)
             np.maximum.at(acc, y[ok] * size + x[ok], col[ok])
     return np.rint(acc).astype(np.uint8).reshape(size, size, 3)

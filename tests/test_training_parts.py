@@ -158,3 +158,20 @@ def test_frame_pairs_can_draw_soft_landmark_dots():
     colours = lambda img: {tuple(int(v) for v in p) for p in img.reshape(-1, 3)}  # noqa: E731
     assert colours(hard["landmarks"]) <= allowed
     assert not colours(soft["landmarks"]) <= allowed                         # partial-coverage shades
+
+
+def test_landmark_au_r2_ridge_recovers_a_linear_map_in_both_forms():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "landmark_au_r2.py"
+    spec = importlib.util.spec_from_file_location("landmark_au_r2", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    y = x @ rng.normal(size=(5, 3)) + 0.01 * rng.normal(size=(300, 3))
+    assert mod.ridge_r2(x, y, 250, 1e-3) > 0.99                          # primal form (5 features < 250)
+    wide = np.concatenate([x, np.zeros((300, 400))], 1)                 # dual form (405 features > 250)
+    assert abs(mod.ridge_r2(wide, y, 250, 1e-3) - mod.ridge_r2(x, y, 250, 1e-3)) < 1e-6
+    assert mod.ridge_r2(rng.normal(size=(300, 5)), y, 250, 1.0) < 0.1     # unrelated inputs explain nothing
