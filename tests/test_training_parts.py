@@ -145,6 +145,9 @@ def test_au_readout_trains_the_motion_encoder_and_stays_out_of_the_checkpoint(tm
         main(args("plain") + ["--steps", "2", "--au-weight", "1"])
     with pytest.raises(SystemExit, match="without --soft-dots"):
         main(args("plain") + ["--steps", "2", "--soft-dots"])
+    with pytest.raises(SystemExit):
+        main(args("neg") + ["--steps", "1", "--au-weight", "-1"])
+    assert not (tmp_path / "neg").exists()                             # refused before anything is written
 
 
 def test_frame_pairs_can_draw_soft_landmark_dots():

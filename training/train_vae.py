@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--freeze-motion", action="store_true",
                     help="keep the motion encoder fixed (once motion training has started on its latents)")
     args = ap.parse_args(argv)
+    if args.au_weight < 0 or args.face_weight < 0:
+        ap.error("--au-weight and --face-weight must be >= 0")
 
     torch.set_num_threads(args.threads)
     cfg = with_motion_grid(get_config(args.config), args.motion_grid)
