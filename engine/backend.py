@@ -9,7 +9,8 @@ Shapes (B = sessions in a batch, T = window frames, M = motion latent size, D = 
 L = denoiser layers, N = instruction tokens, S = audio samples):
   encode_appearance  image (B,3,H,W) f32 [-1,1]                 -> (B,Ca,h,w)  (Ca: vae.appearance_channels)
   encode_keyframe    image (B,3,H,W) f32 [-1,1]                 -> (B,M) motion latent
-  encode_motion      landmark image (B,3,l,l) f32 [-1,1]        -> (B,M) motion latent
+  encode_motion      landmark image (B,3,l,l) f32 [-1,1], or    -> (B,M) motion latent
+                     points (B,P,2) f32 [-1,1] (vae.landmark_points = P > 0)
   encode_text        ids (B,N) i64, mask (B,N) i64              -> tokens (B,N,Dt), pooled (B,Dt)
   condition          tokens, mask, pooled, keyframe (B,M) scaled -> InstructionTensors
   encode_audio       wave (B,S) f32 16 kHz, S = T*640           -> (B,T,D)
@@ -58,7 +59,7 @@ class Backend(Protocol):
 
     def encode_appearance(self, image: np.ndarray) -> np.ndarray: ...
     def encode_keyframe(self, image: np.ndarray) -> np.ndarray: ...
-    def encode_motion(self, landmark_image: np.ndarray) -> np.ndarray: ...
+    def encode_motion(self, landmarks: np.ndarray) -> np.ndarray: ...
     def encode_text(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
     def condition(self, tokens: np.ndarray, mask: np.ndarray, pooled: np.ndarray,
                   keyframe: np.ndarray) -> InstructionTensors: ...
@@ -105,8 +106,8 @@ class TorchBackend:
     def encode_keyframe(self, image):
         return self._np(self._run(self.model.vae.encode_keyframe, image))
 
-    def encode_motion(self, landmark_image):
-        return self._np(self._run(self.model.vae.encode_motion, landmark_image))
+    def encode_motion(self, landmarks):
+        return self._np(self._run(self.model.vae.encode_motion, landmarks))
 
     def encode_text(self, ids, mask):
         tokens, pooled = self._run(self.model.text_encoder, ids, mask)

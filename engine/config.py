@@ -44,10 +44,14 @@ class VAEConfig:
     appearance: AutoencoderConfig    # RGB frame -> appearance latent (app_channels, S/f, S/f)
     motion: AutoencoderConfig        # landmark-dot image -> motion latent (motion_channels, m, m)
     decoder: AutoencoderConfig       # upsampled motion latent ++ appearance latent -> RGB frame
-    landmark_size: int               # side of the landmark-dot image the motion encoder reads
+    landmark_size: int               # side of the landmark-dot image the motion encoder reads (with
+                                     # landmark_points it only sets the motion latent's grid, motion_side)
     keyframe_ch: int                 # width of the small image -> motion latent head (keyframe from a portrait)
     warp: bool = False               # decoder also warps the portrait (latent and pixels) by a predicted flow
                                      # and blends the warped pixels in (our addition for the demo; vae.py)
+    landmark_points: int = 0         # 0: the motion encoder reads the landmark-dot image (paper). N > 0: it reads
+                                     # the N landmark coordinates (B, N, 2) through an MLP (demo; vae.py)
+    point_hidden: int = 512          # width of that MLP
 
     @property
     def app_channels(self) -> int:
@@ -67,6 +71,12 @@ class VAEConfig:
         `warp` the portrait's pixels folded onto the latent grid (space-to-depth by app_downsample) and the
         portrait's own motion latent (keyframe encoder) upsampled onto it."""
         return self.app_channels + ((3 * self.app_downsample ** 2 + self.motion_channels) if self.warp else 0)
+
+    @property
+    def motion_input_shape(self) -> tuple[int, ...]:
+        """Per-frame shape of what the motion encoder reads: the landmark-dot image (3, l, l) or the landmark
+        coordinates (landmark_points, 2)."""
+        return (self.landmark_points, 2) if self.landmark_points else (3, self.landmark_size, self.landmark_size)
 
     @property
     def motion_side(self) -> int:
@@ -218,6 +228,7 @@ def _demo() -> ModelConfig:
             landmark_size=64,                          # -> 8x4x4 = 128 numbers per frame
             keyframe_ch=16,
             warp=True,                                 # the decoder warps the portrait (engine/vae.py)
+            landmark_points=129,                       # the world's landmarks as coordinates (engine/vae.py)
         ),
         audio=AudioConfig(frontend="logmel", feature_dim=64,
                           conformer=ConformerConfig(d_model=128, layers=2, heads=4, ffn_dim=256, kernel=7)),

@@ -41,13 +41,12 @@ def _costs(cfg: ModelConfig) -> list[ComponentCost]:
     M, D = cfg.motion_dim, cfg.denoiser.conformer.d_model
     T = cfg.stream.window_frames
     N = cfg.text.context
-    lm = cfg.vae.landmark_size
     a = S // cfg.vae.app_downsample
     meta = dict(device="meta")
     image = torch.zeros(1, 3, S, S, **meta)
     with torch.no_grad():
         app = _count(lambda: model.vae.encode_appearance(image))
-        mot = _count(lambda: model.vae.encode_motion(torch.zeros(1, 3, lm, lm, **meta)))
+        mot = _count(lambda: model.vae.encode_motion(torch.zeros(1, *cfg.vae.motion_input_shape, **meta)))
         key = _count(lambda: model.vae.keyframe_encoder(image))
         dec = _count(lambda: model.vae.decode(torch.zeros(1, M, **meta),
                                               torch.zeros(1, cfg.vae.appearance_channels, a, a, **meta)))

@@ -2,6 +2,10 @@
 
 - AppearanceEncoder: RGB frame (B,3,S,S) in [-1,1] -> appearance latent (B,Ca,S/f,S/f). Once per portrait.
 - MotionEncoder: landmark-dot image (B,3,L,L) -> motion latent (B,Cm,m,m), flattened to (B, M) per frame.
+  With `landmark_points` (demo; our change) the motion encoder is an MLP on the landmark coordinates (B,N,2) in
+  [-1, 1] instead (`PointMotionEncoder`): at the demo's 64 px dot image, a landmark's movement below a pixel is
+  lost, and most of the world's action units move landmarks by less than that (docs/STATUS.md: the latent
+  of the dot encoder explained R^2 0.45 of the AU intensities, the coordinates 0.80 linearly).
 - KeyframeEncoder: RGB portrait -> motion latent directly (our addition: a user's portrait has no
   landmarks, so a small head trained to regress the motion encoder's output stands in for a detector).
 - Decoder: motion latent upsampled to the appearance grid, concatenated, -> RGB frame (B,3,S,S).
@@ -208,6 +212,36 @@ def warp(x: Tensor, flow: Tensor) -> Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+class PointMotionEncoder(nn.Module):
+    """Landmark coordinates (B, N, 2) in [-1, 1] -> (B, 2*Cm, m, m): KL mean and log-variance on the same grid
+    the image motion encoder produces, so everything downstream is unchanged."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.points, self.channels, self.side = cfg.landmark_points, cfg.motion_channels, cfg.motion_side
+        h = cfg.point_hidden
+        self.net = nn.Sequential(nn.Linear(2 * cfg.landmark_points, h), nn.SiLU(), nn.Linear(h, h), nn.SiLU(),
+                                 nn.Linear(h, 2 * cfg.motion_dim))
+        # Per-coordinate mean and std of the training landmarks (set once before training, stored with the
+        # weights): expressions move landmarks by a few hundredths of the frame, so the MLP reads standardised
+        # coordinates. Identity until set.
+        self.register_buffer("point_shift", torch.zeros(2 * cfg.landmark_points))
+        self.register_buffer("point_scale", torch.ones(2 * cfg.landmark_points))
+
+    @torch.no_grad()
+    def set_input_stats(self, points: Tensor) -> None:
+        """Standardise by these training landmarks (B, N, 2) from now on."""
+        flat = points.flatten(1)
+        self.point_shift.copy_(flat.mean(0))
+        self.point_scale.copy_(flat.std(0).clamp(min=1e-3))
+
+    def forward(self, points: Tensor) -> Tensor:
+        if points.shape[1:] != (self.points, 2):
+            raise ValueError(f"motion encoder reads landmark points (B, {self.points}, 2), got {tuple(points.shape)}")
+        x = (points.flatten(1) - self.point_shift) / self.point_scale
+        return self.net(x).view(points.shape[0], 2 * self.channels, self.side, self.side)
+
+
 class KeyframeEncoder(nn.Module):
     """RGB portrait (B,3,S,S) -> motion latent (B, M): a strided CNN + linear head."""
 
@@ -234,7 +268,7 @@ class VAE(nn.Module):
         self.cfg = cfg
         self.image_size = image_size
         self.appearance_encoder = Encoder(cfg.appearance)
-        self.motion_encoder = Encoder(cfg.motion)
+        self.motion_encoder = PointMotionEncoder(cfg) if cfg.landmark_points else Encoder(cfg.motion)
         self.keyframe_encoder = KeyframeEncoder(cfg, image_size)
         self.decoder = Decoder(cfg.decoder, image_skip=cfg.warp)
         if cfg.warp:
@@ -278,13 +312,14 @@ class VAE(nn.Module):
         self.motion_shift.copy_(torch.as_tensor(shift, dtype=self.motion_shift.dtype))
         self.motion_scale.copy_(torch.as_tensor(scale, dtype=self.motion_scale.dtype))
 
-    def encode_motion_raw(self, landmark_image: Tensor) -> Tensor:
-        """(B,3,L,L) in [-1,1] -> (B, M) flattened raw motion latent (posterior mean)."""
-        return self._mean(self.motion_encoder(landmark_image)).flatten(1)
+    def encode_motion_raw(self, landmarks: Tensor) -> Tensor:
+        """Landmark image (B,3,L,L) in [-1,1], or with `landmark_points` coordinates (B,N,2) in [-1,1] -> (B, M)
+        flattened raw motion latent (posterior mean)."""
+        return self._mean(self.motion_encoder(landmarks)).flatten(1)
 
-    def encode_motion(self, landmark_image: Tensor) -> Tensor:
-        """(B,3,L,L) in [-1,1] -> (B, M) normalised motion latent."""
-        return (self.encode_motion_raw(landmark_image) - self.motion_shift) / self.motion_scale
+    def encode_motion(self, landmarks: Tensor) -> Tensor:
+        """Landmark image or points (as encode_motion_raw) -> (B, M) normalised motion latent."""
+        return (self.encode_motion_raw(landmarks) - self.motion_shift) / self.motion_scale
 
     def encode_keyframe(self, image: Tensor) -> Tensor:
         """Portrait (B,3,S,S) in [-1,1] -> (B, M) normalised motion latent of the face it shows."""

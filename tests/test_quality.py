@@ -78,7 +78,7 @@ def test_vae_sheet_layout(tmp_path):
 
     pipe = load_pipeline("demo", random_weights=True, threads=1, announce=lambda m: None)
     S = pipe.cfg.media.image_size                                  # the keyframe head (warp) needs the model's size
-    path = Q.vae_sheet(pipe.backend, tmp_path / "s.png", S, pipe.cfg.vae.landmark_size, identities=2)
+    path = Q.vae_sheet(pipe.backend, tmp_path / "s.png", S, pipe.cfg.vae, identities=2)
     img = np.asarray(Image.open(path))
     cols = 1 + len(Q.SHEET_EXPRESSIONS)
     assert img.shape == (2 * 2 * S, cols * S, 3)                  # (truth, reconstruction) per identity

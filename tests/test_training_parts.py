@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -19,7 +21,7 @@ torch.set_num_threads(1)
 def test_vae_motion_statistics_normalise_and_invert():
     cfg = get_config("demo")
     vae = VAE(cfg.vae, cfg.media.image_size).eval()
-    lm = torch.rand(2, 3, cfg.vae.landmark_size, cfg.vae.landmark_size) * 2 - 1
+    lm = torch.rand(2, *cfg.vae.motion_input_shape) * 2 - 1
     app = vae.encode_appearance(torch.zeros(2, 3, 128, 128))
     with torch.no_grad():
         raw = vae.encode_motion_raw(lm)
@@ -92,11 +94,61 @@ def test_feature_weight_marks_the_landmarks_only():
 
     lm = -torch.ones(1, 3, 64, 64)
     lm[0, :, 20, 30] = 1.0                                   # one landmark dot at (row 20, col 30) of 64
-    w = feature_weight(lm, 128, 3.0)
+    w = feature_weight({"landmarks": lm}, 128, 64, 3.0)
     assert w.shape == (1, 1, 128, 128)
     assert w[0, 0, 40, 60] == 4.0 and w[0, 0, 40 + 6, 60 + 6] == 4.0     # within 3 landmark pixels (x2)
     assert w[0, 0, 40 + 8, 60] == 1.0 and w[0, 0, 0, 0] == 1.0
-    assert torch.equal(feature_weight(-torch.ones(2, 3, 64, 64), 128, 3.0), torch.ones(2, 1, 128, 128))
+    assert torch.equal(feature_weight({"landmarks": -torch.ones(2, 3, 64, 64)}, 128, 64, 3.0),
+                       torch.ones(2, 1, 128, 128))
+
+
+def test_feature_weight_from_points_matches_the_dot_image():
+    """A VAE reading coordinates weights the same pixels as one reading the hard-dot image of them."""
+    from instructavatar.avatarworld.render import landmark_image
+    from instructavatar.training.train_vae import dot_mask, feature_weight
+
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(-3, 131, (3, 129, 2)).astype(np.float32)           # some fall outside the frame
+    img = np.stack([landmark_image(p, 128, 64) for p in pts]).transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
+    want = (img.max(1, keepdims=True) > -0.9).astype(np.float32)
+    torch.testing.assert_close(dot_mask(torch.from_numpy(pts), 128, 64), torch.from_numpy(want))
+    batch_pts = {"landmarks": torch.zeros(3, 129, 2), "target_points": torch.from_numpy(pts)}
+    torch.testing.assert_close(feature_weight(batch_pts, 128, 64, 2.0),
+                               feature_weight({"landmarks": torch.from_numpy(img)}, 128, 64, 2.0))
+
+
+def test_points_motion_encoder_standardises_its_input():
+    from instructavatar.avatarworld.render import NUM_LANDMARKS
+
+    cfg = get_config("demo")
+    assert cfg.vae.landmark_points == NUM_LANDMARKS                     # the world's landmarks, all of them
+    enc = VAE(cfg.vae, cfg.media.image_size).motion_encoder.eval()
+    pts = torch.rand(64, NUM_LANDMARKS, 2) * 0.1 + 0.3
+    enc.set_input_stats(pts)
+    x = (pts.flatten(1) - enc.point_shift) / enc.point_scale
+    assert x.mean(0).abs().max() < 1e-4 and (x.std(0) - 1).abs().max() < 1e-3
+    with torch.no_grad():
+        torch.testing.assert_close(enc(pts), enc.net(x).view(64, -1, cfg.vae.motion_side, cfg.vae.motion_side))
+    assert {"point_shift", "point_scale"} <= set(enc.state_dict())       # travel with the weights
+
+
+def test_motion_input_is_coordinates_or_the_dot_image():
+    from dataclasses import replace
+
+    from instructavatar.avatarworld.render import landmark_image
+    from instructavatar.training.vae_data import motion_input
+
+    vae_cfg = get_config("demo").vae
+    pts = np.random.default_rng(1).uniform(0, 128, (2, 5, 129, 2)).astype(np.float32)
+    x = motion_input(pts, 128, vae_cfg)
+    assert x.shape == (2, 5, 129, 2) and x.dtype == np.float32
+    np.testing.assert_allclose(x, pts / 64.0 - 1.0, atol=1e-6)
+    img = motion_input(pts[0], 128, replace(vae_cfg, landmark_points=0))
+    assert img.shape == (5, 3, 64, 64)
+    np.testing.assert_allclose(img[2], landmark_image(pts[0, 2], 128, 64).transpose(2, 0, 1) / 127.5 - 1.0,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="reads 129 landmarks"):
+        motion_input(pts[:, :, :100], 128, vae_cfg)
 
 
 @pytest.mark.parametrize("grid, dim", [("3x8", 192), ("8x4", 128), ("4x16", 1024)])
@@ -107,7 +159,7 @@ def test_motion_grid_experiment_builds_a_consistent_vae(grid, dim):
     assert cfg.motion_dim == dim
     vae = VAE(cfg.vae, cfg.media.image_size).eval()
     with torch.no_grad():
-        mot = vae.motion_encoder(torch.zeros(2, 3, 64, 64)).chunk(2, dim=1)[0].flatten(1)
+        mot = vae.motion_encoder(torch.zeros(2, *cfg.vae.motion_input_shape)).chunk(2, dim=1)[0].flatten(1)
         app = vae.encode_appearance(torch.zeros(2, 3, 128, 128))
         assert vae.decode_raw(mot, app).shape == (2, 3, 128, 128)
     with pytest.raises(ValueError, match="grid side"):
@@ -120,11 +172,13 @@ def test_au_readout_trains_the_motion_encoder_and_stays_out_of_the_checkpoint(tm
     cfg = get_config("demo")
     vae = VAE(cfg.vae, cfg.media.image_size)
     head = au_head_for(vae)
-    size, lm = cfg.media.image_size, cfg.vae.landmark_size
+    size = cfg.media.image_size
     controls = torch.zeros(2, C.NUM_CONTROLS)
     controls[:, AU_COLUMNS] = torch.rand(2, len(AU_COLUMNS))
     batch = {"source": torch.rand(2, 3, size, size) * 2 - 1, "target": torch.rand(2, 3, size, size) * 2 - 1,
-             "landmarks": torch.rand(2, 3, lm, lm) * 2 - 1, "controls": controls}
+             "landmarks": torch.rand(2, *cfg.vae.motion_input_shape) * 2 - 1, "controls": controls,
+             "target_points": torch.rand(2, cfg.vae.landmark_points, 2) * size,
+             "source_points": torch.rand(2, cfg.vae.landmark_points, 2) * size}
     losses = vae_losses(vae, batch, 1e-5, au_head=head, au_weight=1.0)
     mot = vae.motion_encoder(batch["landmarks"]).chunk(2, 1)[0].flatten(1)
     torch.testing.assert_close(losses["au_mse"], ((head(mot) - controls[:, AU_COLUMNS]) ** 2).mean())
@@ -143,8 +197,21 @@ def test_au_readout_trains_the_motion_encoder_and_stays_out_of_the_checkpoint(tm
     assert main(args("plain") + ["--steps", "1"]) == 0
     with pytest.raises(SystemExit, match="without --au-weight"):
         main(args("plain") + ["--steps", "2", "--au-weight", "1"])
+    assert main(args("dots") + ["--steps", "1", "--motion-input", "image"]) == 0
     with pytest.raises(SystemExit, match="without --soft-dots"):
-        main(args("plain") + ["--steps", "2", "--soft-dots"])
+        main(args("dots") + ["--steps", "2", "--motion-input", "image", "--soft-dots"])
+    with pytest.raises(SystemExit):                                    # coordinates have no dots to soften
+        main(args("soft") + ["--steps", "1", "--soft-dots"])
+    # a points VAE started from an image one: everything but the motion encoder carried over, that one distilled
+    assert main(args("pts") + ["--steps", "0", "--init-from", str(tmp_path / "dots" / "state.pt"),
+                               "--distill-steps", "3"]) == 0
+    src = torch.load(tmp_path / "dots" / "state.pt", weights_only=False)["model"]
+    dst = torch.load(tmp_path / "pts" / "state.pt", weights_only=False)["model"]
+    assert all(torch.equal(v, dst[k]) for k, v in src.items() if not k.startswith("motion_encoder."))
+    assert "motion_encoder.net.0.weight" in dst and "motion_encoder.conv_in.weight" not in dst
+    assert dst["motion_encoder.point_scale"].min() < 1.0 != dst["motion_encoder.point_scale"].max()  # stats set
+    log = [json.loads(line) for line in (tmp_path / "pts" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["step"] == 0 and log[0]["distill_mse_mean"] > 0
     with pytest.raises(SystemExit):
         main(args("neg") + ["--steps", "1", "--au-weight", "-1"])
     assert not (tmp_path / "neg").exists()                             # refused before anything is written
@@ -155,8 +222,13 @@ def test_frame_pairs_can_draw_soft_landmark_dots():
     from instructavatar.training.vae_data import FramePairSampler
 
     allowed = {(0, 0, 0)} | set(REGION_COLOURS.values())
-    hard = FramePairSampler(128, 64).sample(np.random.default_rng(3))
-    soft = FramePairSampler(128, 64, soft_dots=True).sample(np.random.default_rng(3))
+    from dataclasses import replace
+
+    image_cfg = replace(get_config("demo").vae, landmark_points=0)
+    to_uint8 = lambda x: np.rint((x.transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8)  # noqa: E731
+    hard = FramePairSampler(128, image_cfg).sample(np.random.default_rng(3))
+    soft = FramePairSampler(128, image_cfg, soft_dots=True).sample(np.random.default_rng(3))
+    hard["landmarks"], soft["landmarks"] = to_uint8(hard["landmarks"]), to_uint8(soft["landmarks"])
     np.testing.assert_array_equal(hard["target"], soft["target"])            # same frames, other dots
     colours = lambda img: {tuple(int(v) for v in p) for p in img.reshape(-1, 3)}  # noqa: E731
     assert colours(hard["landmarks"]) <= allowed

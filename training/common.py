@@ -42,13 +42,16 @@ class RunDir:
 VAE_STATS_BUFFERS = {"motion_shift", "motion_scale"}
 
 
-def load_vae_weights(vae, weights: dict, new_parts_ok: bool = False) -> None:
+def load_vae_weights(vae, weights: dict, new_parts_ok: bool = False, fresh: tuple[str, ...] = ()) -> None:
     """Load a VAE training state's weights; states written before the motion-statistics buffers existed
     lack only those (they stay identity: VAE training works on raw latents). With `new_parts_ok`, weights of a
-    plain VAE may also start a warp VAE: its warp parts keep their zero initialisation."""
+    plain VAE may also start a warp VAE: its warp parts keep their zero initialisation. Parameters under the
+    `fresh` prefixes may be missing (they keep their initialisation)."""
     missing, unexpected = vae.load_state_dict(weights, strict=False)
     if new_parts_ok:
         missing = [k for k in missing if not k.startswith(vae.WARP_PARTS)]
+    if fresh:
+        missing = [k for k in missing if not k.startswith(fresh)]
     if unexpected or set(missing) - VAE_STATS_BUFFERS:
         raise RuntimeError(f"VAE state does not match the model: missing {missing}, unexpected {unexpected}")
 

@@ -3,9 +3,10 @@
     instructavatar train prepare --out data/motion --clips 1500 --seed 0     # needs no VAE
     instructavatar train latents --data data/motion --vae runs/vae             # once the motion encoder is fixed
 
-`prepare` generates clips (avatarworld.dataset), draws each frame's landmark-dot image (what the motion
-encoder reads), and embeds several instruction phrasings per clip with the frozen text encoder.
-`latents` runs the VAE's motion encoder over every landmark image. Everything is stored as flat .npy
+`prepare` generates clips (avatarworld.dataset), draws each frame's landmark-dot image (what an image motion
+encoder reads; a VAE that reads `landmark_points` needs none), and embeds several instruction phrasings per clip
+with the frozen text encoder. `latents` runs the VAE's motion encoder over every frame's landmarks: the stored
+dot images, or the coordinates recomputed from the clips' controls. Everything is stored as flat .npy
 arrays with offsets, loaded with memory mapping. Both steps are resumable per shard.
 """
 
@@ -27,6 +28,7 @@ from ..engine.pipeline import DEFAULT_INSTRUCTION
 from ..engine.text_encoder import build_text_encoder
 from ..engine.tokenizer import build_tokenizer
 from .common import init_weights, load_vae_weights
+from .vae_data import motion_input
 
 TEXTS_PER_CLIP = 3          # the clip's own instruction + 2 more phrasings of the same content
 TEXT_TOKENS = 40            # stored token embeddings per text (instructions are shorter; checked)
@@ -70,10 +72,14 @@ def prepare(out: Path, clips: int, seed: int, config: str = "demo", workers: int
         for i in range(start, min(start + per, len(ds))):
             clip = ds[i]
             ident = identity(clip.identity)
-            lm_imgs.append(np.stack([landmark_image(renderer.landmarks(ident, c), cfg.media.image_size,
-                                                    cfg.vae.landmark_size) for c in clip.controls]))
-            key_imgs.append(landmark_image(renderer.landmarks(ident, clip.keyframe), cfg.media.image_size,
-                                           cfg.vae.landmark_size))
+            if cfg.vae.landmark_points:          # `latents` recomputes the coordinates; keep the frame count
+                lm_imgs.append(np.zeros((len(clip.controls), 0), np.uint8))
+                key_imgs.append(np.zeros(0, np.uint8))
+            else:
+                lm_imgs.append(np.stack([landmark_image(renderer.landmarks(ident, c), cfg.media.image_size,
+                                                        cfg.vae.landmark_size) for c in clip.controls]))
+                key_imgs.append(landmark_image(renderer.landmarks(ident, clip.keyframe), cfg.media.image_size,
+                                               cfg.vae.landmark_size))
             texts = alternate_texts(clip, rng, TEXTS_PER_CLIP)
             t = tok(texts)
             with torch.no_grad():
@@ -110,16 +116,22 @@ def encode_latents(data: Path, vae_state: Path, config: str = "demo", threads: i
     load_vae_weights(vae, state["model"] if "model" in state else state)
     vae.eval()
     frames, keys = [], []
+    ds = ClipDataset(data / "clips", load_frames=False) if cfg.vae.landmark_points else None
+    renderer, size = FaceRenderer(cfg.media.image_size), cfg.media.image_size
     for part in sorted(data.glob("part_*.npz")):
         z = np.load(part)
-        imgs = z["landmark_images"]
-        lat = []
-        for i in range(0, len(imgs), 512):
-            x = torch.from_numpy(imgs[i:i + 512].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
-            lat.append(vae.encode_motion_raw(x).numpy())
+        if ds is not None:                       # the coordinates, recomputed from the clips' controls
+            clips = [ds[m["index"]] for m in json.loads(str(z["meta"]))]
+            x_all = np.concatenate([motion_input(np.stack([renderer.landmarks(identity(c.identity), k)
+                                                           for k in c.controls]), size, cfg.vae) for c in clips])
+            x_key = motion_input(np.stack([renderer.landmarks(identity(c.identity), c.keyframe) for c in clips]),
+                                 size, cfg.vae)
+        else:
+            x_all = z["landmark_images"].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
+            x_key = z["keyframe_images"].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
+        lat = [vae.encode_motion_raw(torch.from_numpy(x_all[i:i + 512])).numpy() for i in range(0, len(x_all), 512)]
         frames.append(np.concatenate(lat))
-        k = torch.from_numpy(z["keyframe_images"].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
-        keys.append(vae.encode_motion_raw(k).numpy())
+        keys.append(vae.encode_motion_raw(torch.from_numpy(x_key)).numpy())
     frames = np.concatenate(frames)
     shift, scale = latent_stats(frames)
     out = data / "latents.npz"

@@ -228,18 +228,20 @@ def model_output(pipe, text_of: Callable[[Clip, int], str | None], size: int):
 def truth_output(pipe, size: int):
     """The renderer's frames and the VAE motion encoder's latents of the truth's landmark images."""
     def produce(i: int, clip: Clip) -> Output:
-        return truth_frames(clip, size), truth_latents(pipe.backend, clip, size, pipe.cfg.vae.landmark_size)
+        return truth_frames(clip, size), truth_latents(pipe.backend, clip, size, pipe.cfg.vae)
     return produce
 
 
-def truth_latents(backend, clip: Clip, size: int, lm_size: int, ident_index: int | None = None) -> np.ndarray:
+def truth_latents(backend, clip: Clip, size: int, vae_cfg, ident_index: int | None = None) -> np.ndarray:
+    """The VAE motion encoder's latents of the clip's landmarks (drawn on identity `ident_index`, default the
+    clip's own)."""
     from ..avatarworld.identity import identity
-    from ..avatarworld.render import FaceRenderer, landmark_image
+    from ..avatarworld.render import FaceRenderer
+    from .vae_data import motion_input
 
     r = FaceRenderer(size)
     ident = identity(clip.identity if ident_index is None else ident_index)
-    lms = np.stack([landmark_image(r.landmarks(ident, c), size, lm_size) for c in clip.controls])
-    x = lms.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
+    x = motion_input(np.stack([r.landmarks(ident, c) for c in clip.controls]), size, vae_cfg)
     return np.concatenate([backend.encode_motion(x[i:i + 64]) for i in range(0, len(x), 64)])
 
 
@@ -384,36 +386,37 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def decode_controls(backend, appearance: np.ndarray, ident, controls: np.ndarray, size: int,
-                    lm_size: int) -> np.ndarray:
-    """(T, S, S, 3) frames the VAE decodes from `appearance` and the landmark images of `controls` drawn on
-    identity `ident`: the VAE alone, exactly as the pipeline drives it."""
-    from ..avatarworld.render import FaceRenderer, landmark_image
+                    vae_cfg) -> np.ndarray:
+    """(T, S, S, 3) frames the VAE decodes from `appearance` and the landmarks of `controls` on identity
+    `ident` (what the motion encoder reads: vae_data.motion_input): the VAE alone, as the pipeline drives it."""
+    from ..avatarworld.render import FaceRenderer
     from ..engine.image_io import to_frames
+    from .vae_data import motion_input
 
     r = FaceRenderer(size)
-    lms = np.stack([landmark_image(r.landmarks(ident, c), size, lm_size) for c in controls])
+    x_all = motion_input(np.stack([r.landmarks(ident, c) for c in controls]), size, vae_cfg)
     out = []
-    for i in range(0, len(lms), 32):
-        x = lms[i:i + 32].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
+    for i in range(0, len(x_all), 32):
+        x = x_all[i:i + 32]
         out.append(backend.decode(backend.encode_motion(x), np.repeat(appearance, len(x), 0)))
     return to_frames(np.concatenate(out))
 
 
-def vae_frames(backend, portrait: np.ndarray, clip: Clip, ident_index: int, size: int, lm_size: int) -> np.ndarray:
+def vae_frames(backend, portrait: np.ndarray, clip: Clip, ident_index: int, size: int, vae_cfg) -> np.ndarray:
     """Frames decoded from `portrait`'s appearance and the landmark images of `clip`'s controls drawn on
     identity `ident_index` (the motion source)."""
     from ..avatarworld.identity import identity
     from ..engine.image_io import to_model_input
 
     app = backend.encode_appearance(to_model_input(portrait))
-    return decode_controls(backend, app, identity(ident_index), clip.controls, size, lm_size)
+    return decode_controls(backend, app, identity(ident_index), clip.controls, size, vae_cfg)
 
 
 SHEET_EXPRESSIONS = (("emotion", "happy"), ("emotion", "surprised"), ("emotion", "angry"), ("emotion", "sad"),
                      ("motion", "raise_eyebrows"), ("motion", "close_eyes"))
 
 
-def vae_sheet(backend, path: str | Path, size: int, lm_size: int, identities: int = 3, seed: int = 0) -> Path:
+def vae_sheet(backend, path: str | Path, size: int, vae_cfg, identities: int = 3, seed: int = 0) -> Path:
     """A picture of what the VAE keeps: for held-out identities, rows of renderer truth (neutral + strong
     expressions) over the VAE's reconstruction of them (portrait appearance + the truth's landmarks)."""
     from PIL import Image
@@ -430,7 +433,7 @@ def vae_sheet(backend, path: str | Path, size: int, lm_size: int, identities: in
                                  else behaviour.motion_controls(name, 40, rng)[20] for kind, name in SHEET_EXPRESSIONS]
         truth = np.stack([r.render(ident, c) for c in ctrls])
         app = backend.encode_appearance(to_model_input(r.render(ident, C.neutral())))
-        decoded = decode_controls(backend, app, ident, np.stack(ctrls), size, lm_size)
+        decoded = decode_controls(backend, app, ident, np.stack(ctrls), size, vae_cfg)
         rows += [np.concatenate(list(truth), 1), np.concatenate(list(decoded), 1)]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -445,14 +448,14 @@ def table_vae(args, clips, ev, size, probe) -> tuple[str, dict]:
     from ..avatarworld.render import FaceRenderer
 
     pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads)
-    lm_size = pipe.cfg.vae.landmark_size
+    vae_cfg = pipe.cfg.vae
     if args.sheet:
-        print(f"[quality] wrote {vae_sheet(pipe.backend, args.sheet, size, lm_size)}", file=sys.stderr)
+        print(f"[quality] wrote {vae_sheet(pipe.backend, args.sheet, size, vae_cfg)}", file=sys.stderr)
     rec_psnr, tr_psnr, tr_vs_b, rec_res, tr_res, truth_res = [], [], [], [], [], []
     for i, clip in enumerate(clips):
         portrait = portrait_of(clip, size)
         truth = truth_frames(clip, size)
-        rec = vae_frames(pipe.backend, portrait, clip, clip.identity, size, lm_size)
+        rec = vae_frames(pipe.backend, portrait, clip, clip.identity, size, vae_cfg)
         rec_psnr.append(float(_psnr(rec, truth).mean()))
         t = clip_truth(clip, i)
         rec_res.append(metrics.evaluate_clip(ev.predict(rec, speech_jaw=t.speech_jaw), t, ev.intensity_thresholds))
@@ -462,7 +465,7 @@ def table_vae(args, clips, ev, size, probe) -> tuple[str, dict]:
         if other.identity == clip.identity:
             continue
         # A = this clip's identity (appearance), B = the other clip's identity, whose motion is transferred
-        moved = vae_frames(pipe.backend, portrait, clip, other.identity, size, lm_size)
+        moved = vae_frames(pipe.backend, portrait, clip, other.identity, size, vae_cfg)
         r = FaceRenderer(size)
         a_with_motion = truth
         b_with_motion = np.stack([r.render(identity(other.identity), c) for c in clip.controls])

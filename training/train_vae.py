@@ -40,16 +40,34 @@ def kl(moments: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mean**2 + logvar.exp() - 1 - logvar).flatten(1).sum(1).mean()
 
 
-def feature_mask(landmarks: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, 1, size, size): 1 within a few pixels of a landmark dot (brows, eyes, nose, lips, jaw), else 0."""
-    dots = (landmarks.amax(dim=1, keepdim=True) > -0.9).float()           # landmark image is [-1, 1], black bg
+def dot_mask(points: torch.Tensor, size: int, grid: int) -> torch.Tensor:
+    """(B, 1, grid, grid): 1 at the pixels the landmark-dot image (`landmark_image` at grid px, hard dots)
+    draws for `points` (B, N, 2) in pixels of a size-px frame."""
+    b = points.shape[0]
+    idx = (points * (grid / size)).floor().long()
+    ok = ((idx >= 0) & (idx < grid)).all(-1)
+    flat = torch.where(ok, idx[..., 1] * grid + idx[..., 0], grid * grid)    # off-frame points -> a spare slot
+    m = torch.zeros(b, grid * grid + 1, device=points.device)
+    m.scatter_(1, flat, 1.0)
+    return m[:, :-1].view(b, 1, grid, grid)
+
+
+def feature_mask(batch: dict[str, torch.Tensor], size: int, grid: int) -> torch.Tensor:
+    """(B, 1, size, size): 1 within a few pixels of a landmark dot (brows, eyes, nose, lips, jaw), else 0.
+    The dots are those of the motion encoder's landmark image (B,3,grid,grid), or drawn at grid px from the
+    target's landmark points when the encoder reads coordinates."""
+    lm = batch["landmarks"]
+    if lm.dim() == 4:
+        dots = (lm.amax(dim=1, keepdim=True) > -0.9).float()           # landmark image is [-1, 1], black bg
+    else:
+        dots = dot_mask(batch["target_points"], size, grid)
     near = F.max_pool2d(dots, kernel_size=7, stride=1, padding=3)
     return F.interpolate(near, size=(size, size), mode="nearest")
 
 
-def feature_weight(landmarks: torch.Tensor, size: int, face_weight: float) -> torch.Tensor:
+def feature_weight(batch: dict[str, torch.Tensor], size: int, grid: int, face_weight: float) -> torch.Tensor:
     """(B, 1, size, size) loss weight: 1 everywhere, 1 + face_weight within a few pixels of a landmark dot."""
-    return 1.0 + face_weight * feature_mask(landmarks, size)
+    return 1.0 + face_weight * feature_mask(batch, size, grid)
 
 
 FLOW_WEIGHT = 0.05     # per pixel of landmark error: ~5 px at the start weighs about twice the L1 term
@@ -90,7 +108,8 @@ def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train
     recon, flow = vae.decode_raw_with_flow(mot.flatten(1), app)
     target = batch["target"]
     key = vae.keyframe_encoder(target)
-    w = feature_weight(batch["landmarks"], target.shape[-1], face_weight) if face_weight > 0 else 1.0
+    grid = vae.cfg.landmark_size
+    w = feature_weight(batch, target.shape[-1], grid, face_weight) if face_weight > 0 else 1.0
     losses = {
         "l1": ((recon - target).abs() * w).mean(),
         "mse": (((recon - target) ** 2) * w).mean(),
@@ -107,10 +126,57 @@ def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train
         losses["total"] = losses["total"] + au_weight * losses["au_mse"]
     losses["psnr"] = psnr(recon.detach(), target).mean()
     if not train:                               # PSNR over the facial features only (where the AUs are)
-        near = feature_mask(batch["landmarks"], target.shape[-1])
+        near = feature_mask(batch, target.shape[-1], grid)
         err = (((recon - target) ** 2) * near).flatten(1).sum(1) / (near.flatten(1).sum(1) * 3).clamp(min=1)
         losses["psnr_features"] = (10 * torch.log10(4.0 / err.clamp(min=1e-10))).mean()
     return losses
+
+
+def training_points(renderer, ids, n: int, rng: np.random.Generator, image_size: int, vae_cfg) -> np.ndarray:
+    """(n, N, 2) motion-encoder coordinates of frames drawn like the VAE's targets (for input statistics)."""
+    from ..avatarworld.identity import identity
+    from .vae_data import motion_input, random_controls
+
+    pts = np.stack([renderer.landmarks(identity(int(rng.choice(ids))), random_controls(rng)) for _ in range(n)])
+    return motion_input(pts, image_size, vae_cfg)
+
+
+def distill_point_encoder(vae: VAE, image_encoder: torch.nn.Module, image_size: int, steps: int,
+                          rng: np.random.Generator, batch: int = 64, lr: float = 1e-3) -> dict[str, float]:
+    """Start a landmark-points motion encoder where an image one left off: regress the image encoder's moments
+    (KL mean and log-variance) from the same frames' coordinates (frames drawn like the VAE's targets, train
+    identities), so the decoder keeps reading the latent it was trained on. Returns the last losses."""
+    from dataclasses import replace
+
+    from ..avatarworld.identity import identity, identity_ids
+    from ..avatarworld.render import FaceRenderer
+    from .vae_data import motion_input, random_controls
+
+    renderer, ids = FaceRenderer(image_size), identity_ids("train")
+    image_cfg = replace(vae.cfg, landmark_points=0)
+    encoder = vae.motion_encoder
+    encoder.set_input_stats(torch.from_numpy(training_points(renderer, ids, 2048, rng, image_size, vae.cfg)))
+    opt = torch.optim.AdamW(encoder.parameters(), lr=lr, weight_decay=0.0)
+    image_encoder.eval()
+    out: dict[str, float] = {}
+    for step in range(steps):
+        pts = np.stack([renderer.landmarks(identity(int(rng.choice(ids))), random_controls(rng))
+                        for _ in range(batch)])
+        with torch.no_grad():
+            want = image_encoder(torch.from_numpy(motion_input(pts, image_size, image_cfg)))
+        got = encoder(torch.from_numpy(motion_input(pts, image_size, vae.cfg)))
+        mean_err = F.mse_loss(got.chunk(2, 1)[0], want.chunk(2, 1)[0])
+        loss = mean_err + 0.1 * F.mse_loss(got.chunk(2, 1)[1], want.chunk(2, 1)[1])
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, steps, lr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        out = {"distill_mse_mean": float(mean_err.detach()), "distill_latent_var": float(want.chunk(2, 1)[0].var())}
+        if (step + 1) % 100 == 0:
+            print(f"[vae] distilling the points motion encoder: step {step + 1}/{steps} mean MSE "
+                  f"{out['distill_mse_mean']:.4f} (latent variance {out['distill_latent_var']:.4f})", flush=True)
+    return out
 
 
 def with_motion_grid(cfg, grid: str | None):
@@ -128,6 +194,18 @@ def with_motion_grid(cfg, grid: str | None):
     motion = replace(cfg.vae.motion, out_channels=ch, ch_mult=mults)
     decoder = replace(cfg.vae.decoder, in_channels=cfg.vae.appearance.out_channels + ch)
     return replace(cfg, vae=replace(cfg.vae, motion=motion, decoder=decoder))
+
+
+def with_motion_input(cfg, motion_input: str | None):
+    """The config with the motion encoder reading "points" (the world's landmark coordinates) or the "image"."""
+    if motion_input is None or (motion_input == "points") == bool(cfg.vae.landmark_points):
+        return cfg
+    from dataclasses import replace
+
+    from ..avatarworld.render import NUM_LANDMARKS
+
+    points = NUM_LANDMARKS if motion_input == "points" else 0
+    return replace(cfg, vae=replace(cfg.vae, landmark_points=points))
 
 
 def to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
@@ -154,9 +232,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra reconstruction weight around the facial features (see the module doc)")
     ap.add_argument("--au-weight", type=float, default=0.0,
                     help="weight of the AU read-out from the motion latent (see the module doc; 0 = off)")
+    ap.add_argument("--motion-input", choices=("points", "image"), default=None,
+                    help="what the motion encoder reads: the landmark coordinates or the landmark-dot image (default: "
+                         "the config's vae.landmark_points; the demo reads points). Experiment: a demo VAE that reads "
+                         "the image is not loadable by the engine's demo config")
     ap.add_argument("--soft-dots", action="store_true",
-                    help="experiment: the motion encoder reads sub-pixel (bilinear) landmark dots; `train latents`, "
-                         "`prepare` and `quality` still draw hard dots, so such a VAE is not packaged yet")
+                    help="experiment (with --motion-input image): the motion encoder reads sub-pixel (bilinear) "
+                         "landmark dots; `train latents` and `quality` draw hard dots, so such a VAE is not packaged")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=int, default=200)
@@ -166,14 +248,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (the RNG state saved for resuming is the CPU one)")
     ap.add_argument("--init-from", default=None,
                     help="start a new run from these weights (demo.safetensors or a state.pt); no optimiser state")
+    ap.add_argument("--distill-steps", type=int, default=1500,
+                    help="--init-from a VAE whose motion encoder reads the landmark image, into one that reads the "
+                         "points: steps of regressing the old encoder's latents first (see distill_point_encoder)")
     ap.add_argument("--freeze-motion", action="store_true",
                     help="keep the motion encoder fixed (once motion training has started on its latents)")
     args = ap.parse_args(argv)
     if args.au_weight < 0 or args.face_weight < 0:
         ap.error("--au-weight and --face-weight must be >= 0")
+    cfg = with_motion_input(with_motion_grid(get_config(args.config), args.motion_grid), args.motion_input)
+    if args.soft_dots and cfg.vae.landmark_points:
+        ap.error(f"--soft-dots: the {args.config} VAE reads landmark coordinates, not dots (--motion-input image)")
 
     torch.set_num_threads(args.threads)
-    cfg = with_motion_grid(get_config(args.config), args.motion_grid)
     if args.warp is not None and (args.warp == "on") != cfg.vae.warp:
         from dataclasses import replace
 
@@ -203,8 +290,29 @@ def main(argv: list[str] | None = None) -> int:
         step, spent = state["step"], state.get("seconds", 0.0)
         print(f"[vae] resumed at step {step} ({spent / 60:.1f} min so far)")
     elif args.init_from:
-        load_vae_weights(vae, init_weights(args.init_from, "vae."), new_parts_ok=cfg.vae.warp)
-        print(f"[vae] initialised from {args.init_from}")
+        weights = init_weights(args.init_from, "vae.")
+        if cfg.vae.landmark_points and "motion_encoder.conv_in.weight" in weights:   # image encoder -> points
+            from ..engine.vae import Encoder
+
+            image_encoder = Encoder(cfg.vae.motion)
+            image_encoder.load_state_dict({k[len("motion_encoder."):]: v for k, v in weights.items()
+                                           if k.startswith("motion_encoder.")})
+            load_vae_weights(vae, {k: v for k, v in weights.items() if not k.startswith("motion_encoder.")},
+                             new_parts_ok=cfg.vae.warp, fresh=("motion_encoder.",))
+            print(f"[vae] initialised from {args.init_from}; its landmark-image motion encoder is distilled into "
+                  f"the points encoder ({args.distill_steps} steps)", flush=True)
+            run.log({"step": 0, **distill_point_encoder(vae, image_encoder, cfg.media.image_size,
+                                                        args.distill_steps, np.random.default_rng(args.seed + 1))})
+        else:
+            load_vae_weights(vae, weights, new_parts_ok=cfg.vae.warp)
+            print(f"[vae] initialised from {args.init_from}")
+    elif cfg.vae.landmark_points:                # a fresh points encoder standardises by the training landmarks
+        from ..avatarworld.identity import identity_ids
+        from ..avatarworld.render import FaceRenderer
+
+        vae.motion_encoder.set_input_stats(torch.from_numpy(training_points(
+            FaceRenderer(cfg.media.image_size), identity_ids("train"), 2048, np.random.default_rng(args.seed + 1),
+            cfg.media.image_size, cfg.vae)))
     device = torch.device(args.device)
     vae.to(device)
     if au_head is not None:
@@ -217,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.freeze_motion:
         vae.motion_encoder.requires_grad_(False)
         print("[vae] motion encoder frozen")
-    sampler = FramePairSampler(cfg.media.image_size, cfg.vae.landmark_size, "train", soft_dots=args.soft_dots)
-    evalset = to_tensors(fixed_eval_set(cfg.media.image_size, cfg.vae.landmark_size, 32, soft_dots=args.soft_dots),
+    sampler = FramePairSampler(cfg.media.image_size, cfg.vae, "train", soft_dots=args.soft_dots)
+    evalset = to_tensors(fixed_eval_set(cfg.media.image_size, cfg.vae, 32, soft_dots=args.soft_dots),
                          device)
     clock = Stopwatch(args.minutes)
 

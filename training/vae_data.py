@@ -17,6 +17,21 @@ from ..avatarworld.instructions import EMOTIONS
 from ..avatarworld.render import FaceRenderer, landmark_image
 
 
+def motion_input(points: np.ndarray, image_size: int, vae_cfg, soft_dots: bool = False) -> np.ndarray:
+    """What the VAE's motion encoder reads for landmarks `points` (..., N, 2) in pixels of an image_size frame,
+    float32 and ready for the model: the coordinates scaled to [-1, 1] (..., N, 2) when the VAE reads
+    `landmark_points`, else the landmark-dot image (..., 3, l, l) in [-1, 1]."""
+    pts = np.asarray(points, np.float32)
+    if vae_cfg.landmark_points:
+        if pts.shape[-2] != vae_cfg.landmark_points:
+            raise ValueError(f"the VAE reads {vae_cfg.landmark_points} landmarks, got {pts.shape[-2]}")
+        return pts * np.float32(2.0 / image_size) - np.float32(1.0)
+    flat = pts.reshape(-1, *pts.shape[-2:])
+    imgs = np.stack([landmark_image(p, image_size, vae_cfg.landmark_size, soft=soft_dots) for p in flat])
+    x = imgs.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
+    return x.reshape(*pts.shape[:-2], *x.shape[1:])
+
+
 def random_controls(rng: np.random.Generator) -> np.ndarray:
     """One frame's controls: realistic (emotion + speech, motion instruction) or uniformly random."""
     u = rng.random()
@@ -48,9 +63,9 @@ def portrait_controls(rng: np.random.Generator) -> np.ndarray:
 
 
 class FramePairSampler:
-    def __init__(self, image_size: int, landmark_size: int, split: str = "train", soft_dots: bool = False):
+    def __init__(self, image_size: int, vae_cfg, split: str = "train", soft_dots: bool = False):
         self.renderer = FaceRenderer(image_size)
-        self.size, self.lm_size, self.soft_dots = image_size, landmark_size, soft_dots
+        self.size, self.vae_cfg, self.soft_dots = image_size, vae_cfg, soft_dots
         self.ids = identity_ids(split)
 
     def sample(self, rng: np.random.Generator, ident_index: int | None = None) -> dict[str, np.ndarray]:
@@ -60,18 +75,18 @@ class FramePairSampler:
         source, src_points = self.renderer.render_with_landmarks(ident, src)
         target, lms = self.renderer.render_with_landmarks(ident, tgt)
         return {"source": source, "target": target,
-                "landmarks": landmark_image(lms, self.size, self.lm_size, soft=self.soft_dots), "controls": tgt,
+                "landmarks": motion_input(lms, self.size, self.vae_cfg, self.soft_dots), "controls": tgt,
                 "source_points": src_points, "target_points": lms}   # (L, 2) pixels: supervise a warp's flow
 
     def batch(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         items = [self.sample(rng) for _ in range(n)]
         out = {k: np.stack([it[k] for it in items]) for k in items[0]}
-        for k in ("source", "target", "landmarks"):                      # uint8 NHWC -> float NCHW [-1, 1]
+        for k in ("source", "target"):                                   # uint8 NHWC -> float NCHW [-1, 1]
             out[k] = out[k].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
         return out
 
 
-def fixed_eval_set(image_size: int, landmark_size: int, n: int, seed: int = 1234,
+def fixed_eval_set(image_size: int, vae_cfg, n: int, seed: int = 1234,
                    split: str = "heldout", soft_dots: bool = False) -> dict[str, np.ndarray]:
     """A fixed batch of held-out-identity pairs for validation (same every run)."""
-    return FramePairSampler(image_size, landmark_size, split, soft_dots).batch(n, np.random.default_rng(seed))
+    return FramePairSampler(image_size, vae_cfg, split, soft_dots).batch(n, np.random.default_rng(seed))

@@ -108,8 +108,10 @@ def test_demo_shapes_end_to_end():
     with torch.no_grad():
         app = m.vae.encode_appearance(torch.zeros(2, 3, S, S))
         assert app.shape == (2, cfg.vae.appearance_channels, S // cfg.vae.app_downsample, S // cfg.vae.app_downsample)
-        lm = cfg.vae.landmark_size
-        assert m.vae.encode_motion(torch.zeros(2, 3, lm, lm)).shape == (2, M)
+        assert cfg.vae.motion_input_shape == (cfg.vae.landmark_points, 2)        # the demo reads coordinates
+        assert m.vae.encode_motion(torch.zeros(2, *cfg.vae.motion_input_shape)).shape == (2, M)
+        with pytest.raises(ValueError, match="landmark points"):
+            m.vae.encode_motion(torch.zeros(2, 3, cfg.vae.landmark_size, cfg.vae.landmark_size))
         assert m.vae.keyframe_encoder(torch.zeros(2, 3, S, S)).shape == (2, M)
         audio = m.audio_encoder(torch.zeros(2, T * cfg.media.samples_per_frame))
         assert audio.shape == (2, T, cfg.denoiser.conformer.d_model)
