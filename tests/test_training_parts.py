@@ -250,3 +250,31 @@ def test_landmark_au_r2_ridge_recovers_a_linear_map_in_both_forms():
     wide = np.concatenate([x, np.zeros((300, 400))], 1)                 # dual form (405 features > 250)
     assert abs(mod.ridge_r2(wide, y, 250, 1e-3) - mod.ridge_r2(x, y, 250, 1e-3)) < 1e-6
     assert mod.ridge_r2(rng.normal(size=(300, 5)), y, 250, 1.0) < 0.1     # unrelated inputs explain nothing
+
+
+def test_expression_mask_marks_what_the_action_units_change():
+    from instructavatar.avatarworld.identity import identity
+    from instructavatar.avatarworld.render import FaceRenderer
+    from instructavatar.training.train_vae import vae_losses
+    from instructavatar.training.vae_data import FramePairSampler, expression_mask
+
+    r, ident = FaceRenderer(128), identity(5)
+    plain = C.clip_controls(np.zeros(C.NUM_CONTROLS, np.float32))
+    assert not expression_mask(r, ident, plain, r.render(ident, plain)).any()        # no AU, nothing marked
+    smile = plain.copy()
+    smile[C.INDEX["au06"]] = smile[C.INDEX["au12"]] = 1.0
+    m = expression_mask(r, ident, smile, r.render(ident, smile))
+    assert 0.005 < m.mean() < 0.2                                                    # blush + folds, not the frame
+    item = FramePairSampler(128, get_config("demo").vae, expression=True).sample(np.random.default_rng(0))
+    assert item["expression"].shape == (1, 128, 128)
+    # the weight reaches the loss: an error only on marked pixels costs more with the weight on
+    cfg = get_config("demo")
+    vae = VAE(cfg.vae, 128).eval()
+    batch = {"source": torch.zeros(1, 3, 128, 128), "target": torch.zeros(1, 3, 128, 128),
+             "landmarks": torch.zeros(1, *cfg.vae.motion_input_shape), "target_points": torch.zeros(1, 129, 2),
+             "source_points": torch.zeros(1, 129, 2),
+             "expression": torch.from_numpy(m[None, None].astype(np.float32))}
+    with torch.no_grad():
+        off = vae_losses(vae, batch, 0.0, train=False)["l1"]
+        on = vae_losses(vae, batch, 0.0, train=False, expression_weight=8.0)["l1"]
+    assert on > off

@@ -12,6 +12,9 @@ With the warp decoder (`vae.warp`, on for the demo; `--warp off` trains a plain 
 supervised where the world knows the answer: at each target landmark it should point at the same landmark in the
 source (`flow_landmark_error`, in pixels, weighted FLOW_WEIGHT). `--init-from` a plain VAE starts the warp parts
 at zero.
+`--expression-weight W` adds W to the loss weight of the pixels the action units change in the target (where it
+differs from the same frame rendered with every AU at zero, dilated 2 px: furrows, blush, folds, wrinkles, the chin
+crease, eyelids); they are a few percent of the frame and the plain loss let the decoder leave them out.
 `--au-weight W` adds a training-only linear head that reads the 16 AU intensities of the target frame (the world's
 controls) from the motion latent (MSE, weighted W). It pushes the motion encoder to keep the expression in the
 latent, where the decoder and the motion generator can use it; the head is saved in the run state, not in the
@@ -94,7 +97,8 @@ def au_head_for(vae: VAE) -> torch.nn.Linear:
 
 
 def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train: bool = True,
-               face_weight: float = 0.0, au_head: torch.nn.Module | None = None, au_weight: float = 0.0) -> dict:
+               face_weight: float = 0.0, au_head: torch.nn.Module | None = None, au_weight: float = 0.0,
+               expression_weight: float = 0.0) -> dict:
     app_m = vae.appearance_encoder(batch["source"])
     mot_m = vae.motion_encoder(batch["landmarks"])
     app_mean, app_logvar = app_m.chunk(2, dim=1)
@@ -110,6 +114,8 @@ def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train
     key = vae.keyframe_encoder(target)
     grid = vae.cfg.landmark_size
     w = feature_weight(batch, target.shape[-1], grid, face_weight) if face_weight > 0 else 1.0
+    if expression_weight > 0 and "expression" in batch:         # the pixels the AUs change, dilated 2 px
+        w = w + expression_weight * F.max_pool2d(batch["expression"], kernel_size=5, stride=1, padding=2)
     losses = {
         "l1": ((recon - target).abs() * w).mean(),
         "mse": (((recon - target) ** 2) * w).mean(),
@@ -129,6 +135,11 @@ def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train
         near = feature_mask(batch, target.shape[-1], grid)
         err = (((recon - target) ** 2) * near).flatten(1).sum(1) / (near.flatten(1).sum(1) * 3).clamp(min=1)
         losses["psnr_features"] = (10 * torch.log10(4.0 / err.clamp(min=1e-10))).mean()
+        if "expression" in batch:              # PSNR over the pixels the AUs change (frames that have any)
+            m = batch["expression"]
+            has = m.flatten(1).sum(1) > 0
+            err = (((recon - target) ** 2) * m).flatten(1).sum(1) / (m.flatten(1).sum(1) * 3).clamp(min=1)
+            losses["psnr_expression"] = (10 * torch.log10(4.0 / err[has].clamp(min=1e-10))).mean()
     return losses
 
 
@@ -209,7 +220,7 @@ def with_motion_input(cfg, motion_input: str | None):
 
 
 def to_tensors(batch: dict[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    keep = ("source", "target", "landmarks", "source_points", "target_points", "controls")
+    keep = ("source", "target", "landmarks", "source_points", "target_points", "controls", "expression")
     return {k: torch.from_numpy(np.asarray(v, np.float32)).to(device) for k, v in batch.items() if k in keep}
 
 
@@ -230,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                          "the config's vae.warp, on for the demo; train_demo.sh trains the plain phases with off)")
     ap.add_argument("--face-weight", type=float, default=0.0,
                     help="extra reconstruction weight around the facial features (see the module doc)")
+    ap.add_argument("--expression-weight", type=float, default=0.0,
+                    help="extra reconstruction weight on the pixels the action units change (see the module doc)")
     ap.add_argument("--au-weight", type=float, default=0.0,
                     help="weight of the AU read-out from the motion latent (see the module doc; 0 = off)")
     ap.add_argument("--motion-input", choices=("points", "image"), default=None,
@@ -254,8 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--freeze-motion", action="store_true",
                     help="keep the motion encoder fixed (once motion training has started on its latents)")
     args = ap.parse_args(argv)
-    if args.au_weight < 0 or args.face_weight < 0:
-        ap.error("--au-weight and --face-weight must be >= 0")
+    if args.au_weight < 0 or args.face_weight < 0 or args.expression_weight < 0:
+        ap.error("--au-weight, --face-weight and --expression-weight must be >= 0")
     cfg = with_motion_input(with_motion_grid(get_config(args.config), args.motion_grid), args.motion_input)
     if args.soft_dots and cfg.vae.landmark_points:
         ap.error(f"--soft-dots: the {args.config} VAE reads landmark coordinates, not dots (--motion-input image)")
@@ -306,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             load_vae_weights(vae, weights, new_parts_ok=cfg.vae.warp)
             print(f"[vae] initialised from {args.init_from}")
+            if au_head is not None and args.init_from.endswith(".pt"):      # keep a trained AU read-out
+                init_state = torch.load(args.init_from, map_location="cpu", weights_only=False)
+                if "au_head" in init_state:
+                    au_head.load_state_dict(init_state["au_head"])
+                    print("[vae] AU read-out taken over too")
     elif cfg.vae.landmark_points:                # a fresh points encoder standardises by the training landmarks
         from ..avatarworld.identity import identity_ids
         from ..avatarworld.render import FaceRenderer
@@ -325,8 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.freeze_motion:
         vae.motion_encoder.requires_grad_(False)
         print("[vae] motion encoder frozen")
-    sampler = FramePairSampler(cfg.media.image_size, cfg.vae, "train", soft_dots=args.soft_dots)
-    evalset = to_tensors(fixed_eval_set(cfg.media.image_size, cfg.vae, 32, soft_dots=args.soft_dots),
+    sampler = FramePairSampler(cfg.media.image_size, cfg.vae, "train", soft_dots=args.soft_dots,
+                               expression=args.expression_weight > 0)
+    evalset = to_tensors(fixed_eval_set(cfg.media.image_size, cfg.vae, 32, soft_dots=args.soft_dots,
+                                        expression=args.expression_weight > 0),
                          device)
     clock = Stopwatch(args.minutes)
 
@@ -344,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             g["lr"] = cosine_lr(step, args.steps, args.lr)
         vae.train()
         losses = vae_losses(vae, to_tensors(sampler.batch(args.batch, rng), device), args.kl_weight,
-                            face_weight=args.face_weight, au_head=au_head, au_weight=args.au_weight)
+                            face_weight=args.face_weight, au_head=au_head, au_weight=args.au_weight,
+                            expression_weight=args.expression_weight)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_([p for p in params if p.requires_grad], 1.0)
@@ -367,11 +388,15 @@ def main(argv: list[str] | None = None) -> int:
                 rec["eval_flow_px"] = float(ev["flow_px"])
             if "au_mse" in ev:
                 rec["eval_au_mse"] = float(ev["au_mse"])
+            if "psnr_expression" in ev:
+                rec["eval_psnr_expression"] = float(ev["psnr_expression"])
             run.log(rec)
             print(f"[vae] eval (held-out identities) psnr {rec['eval_psnr_heldout']:.2f} dB, around the facial "
                   f"features {rec['eval_psnr_features']:.2f} dB"
                   + (f", landmark flow error {rec['eval_flow_px']:.2f} px" if "eval_flow_px" in rec else "")
-                  + (f", AU read-out MSE {rec['eval_au_mse']:.4f}" if "eval_au_mse" in rec else ""),
+                  + (f", AU read-out MSE {rec['eval_au_mse']:.4f}" if "eval_au_mse" in rec else "")
+                  + (f", on the AUs' pixels {rec['eval_psnr_expression']:.2f} dB" if "eval_psnr_expression" in rec
+                     else ""),
                   flush=True)
         if step % args.save_every == 0:
             save()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..avatarworld import behaviour, clips
-from ..avatarworld.controls import INDEX, NUM_CONTROLS, SPEECH_SLICE, clip_controls
+from ..avatarworld.controls import AU_SLICE, INDEX, NUM_CONTROLS, SPEECH_SLICE, clip_controls
 from ..avatarworld.identity import identity, identity_ids
 from ..avatarworld.instructions import EMOTIONS
 from ..avatarworld.render import FaceRenderer, landmark_image
@@ -62,10 +62,24 @@ def portrait_controls(rng: np.random.Generator) -> np.ndarray:
     return clip_controls(c)
 
 
+EXPRESSION_THRESHOLD = 6      # uint8 levels: a pixel belongs to the expression where the AUs change it more
+
+
+def expression_mask(renderer: FaceRenderer, ident, controls: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """(S, S) bool: the pixels the action units change in `frame` (rendered from `controls`): where it differs
+    from the same face, pose, gaze and mouth with every AU at zero (brow furrows, blush, folds, wrinkles, chin
+    crease, eyelids). Known only in the world; it weights the VAE's reconstruction loss (`--expression-weight`)."""
+    plain = controls.copy()
+    plain[AU_SLICE] = 0.0
+    diff = np.abs(frame.astype(np.int16) - renderer.render(ident, plain).astype(np.int16)).max(-1)
+    return diff > EXPRESSION_THRESHOLD
+
+
 class FramePairSampler:
-    def __init__(self, image_size: int, vae_cfg, split: str = "train", soft_dots: bool = False):
+    def __init__(self, image_size: int, vae_cfg, split: str = "train", soft_dots: bool = False,
+                 expression: bool = False):
         self.renderer = FaceRenderer(image_size)
-        self.size, self.vae_cfg, self.soft_dots = image_size, vae_cfg, soft_dots
+        self.size, self.vae_cfg, self.soft_dots, self.expression = image_size, vae_cfg, soft_dots, expression
         self.ids = identity_ids(split)
 
     def sample(self, rng: np.random.Generator, ident_index: int | None = None) -> dict[str, np.ndarray]:
@@ -74,9 +88,12 @@ class FramePairSampler:
         tgt = random_controls(rng)
         source, src_points = self.renderer.render_with_landmarks(ident, src)
         target, lms = self.renderer.render_with_landmarks(ident, tgt)
-        return {"source": source, "target": target,
-                "landmarks": motion_input(lms, self.size, self.vae_cfg, self.soft_dots), "controls": tgt,
-                "source_points": src_points, "target_points": lms}   # (L, 2) pixels: supervise a warp's flow
+        out = {"source": source, "target": target,
+               "landmarks": motion_input(lms, self.size, self.vae_cfg, self.soft_dots), "controls": tgt,
+               "source_points": src_points, "target_points": lms}   # (L, 2) pixels: supervise a warp's flow
+        if self.expression:
+            out["expression"] = expression_mask(self.renderer, ident, tgt, target)[None].astype(np.float32)
+        return out
 
     def batch(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         items = [self.sample(rng) for _ in range(n)]
@@ -87,6 +104,6 @@ class FramePairSampler:
 
 
 def fixed_eval_set(image_size: int, vae_cfg, n: int, seed: int = 1234,
-                   split: str = "heldout", soft_dots: bool = False) -> dict[str, np.ndarray]:
+                   split: str = "heldout", soft_dots: bool = False, expression: bool = False) -> dict[str, np.ndarray]:
     """A fixed batch of held-out-identity pairs for validation (same every run)."""
-    return FramePairSampler(image_size, vae_cfg, split, soft_dots).batch(n, np.random.default_rng(seed))
+    return FramePairSampler(image_size, vae_cfg, split, soft_dots, expression).batch(n, np.random.default_rng(seed))
