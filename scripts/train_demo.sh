@@ -64,14 +64,16 @@ motion=$!
     --init-from runs/motion_audio_only/state.pt --steps 3000 --threads 1 --device "$DEVICE"
 wait "$motion"
 # 9. the motion encoder reads the landmark coordinates (vae.landmark_points): distilled from the image encoder of
-#    runs/vae_au (800 steps), then trained with the whole VAE, the AU read-out and face weight 4 (2500 steps); its
+#    runs/vae_au (800 steps), then trained with the whole VAE, the AU read-out and face weight 4 (stopped at 1200 of
+#    a 2500-step schedule), then 1500 steps with the pixels the AUs change weighted +8 (--expression-weight); its
 #    latents, the probe, and the generator (3000 steps) and audio-only model (9000: both at 14000 in all) on them
-#    (runs/chain_pts.sh ran these with two lanes of one thread)
 "$IA" train vae --config demo --run runs/vae_pts --init-from runs/vae_au/state.pt --distill-steps 800 --steps 2500 \
-    --lr 5e-4 --face-weight 4 --au-weight 1 --eval-every 250 --threads 2 --device "$DEVICE"
+    --stop-at 1200 --lr 5e-4 --face-weight 4 --au-weight 1 --eval-every 250 --threads 2 --device "$DEVICE"
+"$IA" train vae --config demo --run runs/vae_pts2 --init-from runs/vae_pts/state.pt --steps 1500 --lr 5e-4 \
+    --face-weight 4 --au-weight 1 --expression-weight 8 --eval-every 250 --threads 2 --device "$DEVICE"
 mkdir -p data/motion_pts
 for f in data/motion/*; do b=$(basename "$f"); [ "$b" = latents.npz ] || ln -sfn "$(realpath "$f")" "data/motion_pts/$b"; done
-"$IA" train latents --data data/motion_pts --vae runs/vae_pts/state.pt --threads 2
+"$IA" train latents --data data/motion_pts --vae runs/vae_pts2/state.pt --threads 2
 "$IA" train probe --data data/motion_pts --out runs/latent_probe_pts.safetensors --steps 3000 --threads 2
 "$IA" train motion --config demo --data data/motion_pts --run runs/motion_pts --init-from runs/motion_au/state.pt \
     --steps 3000 --threads 1 --device "$DEVICE" &
@@ -80,6 +82,6 @@ motion=$!
     --init-from runs/motion_audio_only_au/state.pt --steps 9000 --threads 1 --device "$DEVICE"
 wait "$motion"
 # 10. one fp16 safetensors file (+ the fingerprint the tests compare with), the probe beside it
-"$IA" train package --vae runs/vae_pts/state.pt --motion runs/motion_pts/state.pt
+"$IA" train package --vae runs/vae_pts2/state.pt --motion runs/motion_pts/state.pt
 cp runs/latent_probe_pts.safetensors instructavatar/assets/demo/latent_probe.safetensors
 echo "done: instructavatar/assets/demo/; quality tables: $IA train quality main|vae|paraphrase|steps|streaming"
