@@ -16,6 +16,23 @@ MOTION_STOP="${MOTION_STOP:-$MOTION_STEPS}"     # where the shipped run stopped 
 VAE_STOP="${VAE_STOP:-4400}"                 # where the shipped run stopped (wall time)
 WARP_STEPS="${WARP_STEPS:-4000}"             # the warping decoder's fine-tune
 
+# A new motion encoder's latents in a second data folder (the clips are shared by links), the latent probe on them,
+# and the generator and the audio-only model fine-tuned on them, in parallel at one thread each.
+#   relatent NAME VAE_STATE GENERATOR_FROM GENERATOR_STEPS AUDIO_ONLY_FROM AUDIO_ONLY_STEPS
+relatent() {
+    local name=$1 vae=$2 data="data/motion_$1" f b motion
+    mkdir -p "$data"
+    for f in data/motion/*; do b=$(basename "$f"); [ "$b" = latents.npz ] || ln -sfn "$(realpath "$f")" "$data/$b"; done
+    "$IA" train latents --data "$data" --vae "$vae" --threads 2
+    "$IA" train probe --data "$data" --out "runs/latent_probe_$name.safetensors" --steps 3000 --threads 2
+    "$IA" train motion --config demo --data "$data" --run "runs/motion_$name" --init-from "$3" --steps "$4" \
+        --threads 1 --device "$DEVICE" &
+    motion=$!
+    "$IA" train motion --config demo --data "$data" --run "runs/motion_audio_only_$name" --no-text --init-from "$5" \
+        --steps "$6" --threads 1 --device "$DEVICE"
+    wait "$motion"
+}
+
 # 1. 1500 train-split clips, their landmark images and instruction embeddings (~12 min, no VAE needed)
 "$IA" train prepare --out data/motion --clips 1500 --seed 0
 # 2. the VAE, all parts jointly, until the motion encoder is fixed (schedule spans 5000 steps)
@@ -53,16 +70,7 @@ wait "$motion"
 #    the generator and the audio-only lower bound fine-tuned on them (3000 steps each, in parallel)
 "$IA" train motion --config demo --data data/motion --run runs/motion_audio_only --no-text --steps 2000 --threads 1 \
     --device "$DEVICE"
-mkdir -p data/motion_au
-for f in data/motion/*; do b=$(basename "$f"); [ "$b" = latents.npz ] || ln -sfn "$(realpath "$f")" "data/motion_au/$b"; done
-"$IA" train latents --data data/motion_au --vae runs/vae_au/state.pt --threads 2
-"$IA" train probe --data data/motion_au --out runs/latent_probe_au.safetensors --steps 3000 --threads 1
-"$IA" train motion --config demo --data data/motion_au --run runs/motion_au --init-from runs/motion/state.pt \
-    --steps 3000 --threads 1 --device "$DEVICE" &
-motion=$!
-"$IA" train motion --config demo --data data/motion_au --run runs/motion_audio_only_au --no-text \
-    --init-from runs/motion_audio_only/state.pt --steps 3000 --threads 1 --device "$DEVICE"
-wait "$motion"
+relatent au runs/vae_au/state.pt runs/motion/state.pt 3000 runs/motion_audio_only/state.pt 3000
 # 9. the motion encoder reads the landmark coordinates (vae.landmark_points): distilled from the image encoder of
 #    runs/vae_au (800 steps), then trained with the whole VAE, the AU read-out and face weight 4 (stopped at 1200 of
 #    a 2500-step schedule), then 1500 steps with the pixels the AUs change weighted +8 (--expression-weight); its
@@ -71,16 +79,7 @@ wait "$motion"
     --stop-at 1200 --lr 5e-4 --face-weight 4 --au-weight 1 --eval-every 250 --threads 2 --device "$DEVICE"
 "$IA" train vae --config demo --run runs/vae_pts2 --init-from runs/vae_pts/state.pt --steps 1500 --lr 5e-4 \
     --face-weight 4 --au-weight 1 --expression-weight 8 --eval-every 250 --threads 2 --device "$DEVICE"
-mkdir -p data/motion_pts
-for f in data/motion/*; do b=$(basename "$f"); [ "$b" = latents.npz ] || ln -sfn "$(realpath "$f")" "data/motion_pts/$b"; done
-"$IA" train latents --data data/motion_pts --vae runs/vae_pts2/state.pt --threads 2
-"$IA" train probe --data data/motion_pts --out runs/latent_probe_pts.safetensors --steps 3000 --threads 2
-"$IA" train motion --config demo --data data/motion_pts --run runs/motion_pts --init-from runs/motion_au/state.pt \
-    --steps 3000 --threads 1 --device "$DEVICE" &
-motion=$!
-"$IA" train motion --config demo --data data/motion_pts --run runs/motion_audio_only_pts --no-text \
-    --init-from runs/motion_audio_only_au/state.pt --steps 9000 --threads 1 --device "$DEVICE"
-wait "$motion"
+relatent pts runs/vae_pts2/state.pt runs/motion_au/state.pt 3000 runs/motion_audio_only_au/state.pt 9000
 # 10. one fp16 safetensors file (+ the fingerprint the tests compare with), the probe beside it
 "$IA" train package --vae runs/vae_pts2/state.pt --motion runs/motion_pts/state.pt
 cp runs/latent_probe_pts.safetensors instructavatar/assets/demo/latent_probe.safetensors
