@@ -80,7 +80,14 @@ relatent au runs/vae_au/state.pt runs/motion/state.pt 3000 runs/motion_audio_onl
 "$IA" train vae --config demo --run runs/vae_pts2 --init-from runs/vae_pts/state.pt --steps 1500 --lr 5e-4 \
     --face-weight 4 --au-weight 1 --expression-weight 8 --eval-every 250 --threads 2 --device "$DEVICE"
 relatent pts runs/vae_pts2/state.pt runs/motion_au/state.pt 3000 runs/motion_audio_only_au/state.pt 9000
-# 10. one fp16 safetensors file (+ the fingerprint the tests compare with), the probe beside it
-"$IA" train package --vae runs/vae_pts2/state.pt --motion runs/motion_pts/state.pt
+# 10. both 6000 steps further on the same latents (20000 steps each in all), in parallel
+"$IA" train motion --config demo --data data/motion_pts --run runs/motion_pts2 --init-from runs/motion_pts/state.pt \
+    --steps 6000 --threads 1 --device "$DEVICE" &
+motion=$!
+"$IA" train motion --config demo --data data/motion_pts --run runs/motion_audio_only_pts2 --no-text \
+    --init-from runs/motion_audio_only_pts/state.pt --steps 6000 --threads 1 --device "$DEVICE"
+wait "$motion"
+# 11. one fp16 safetensors file (+ the fingerprint the tests compare with), the probe beside it
+"$IA" train package --vae runs/vae_pts2/state.pt --motion runs/motion_pts2/state.pt
 cp runs/latent_probe_pts.safetensors instructavatar/assets/demo/latent_probe.safetensors
 echo "done: instructavatar/assets/demo/; quality tables: $IA train quality main|vae|paraphrase|steps|streaming"
