@@ -49,6 +49,8 @@ class VAEConfig:
     keyframe_ch: int                 # width of the small image -> motion latent head (keyframe from a portrait)
     warp: bool = False               # decoder also warps the portrait (latent and pixels) by a predicted flow
                                      # and blends the warped pixels in (our addition for the demo; vae.py)
+    detail: bool = True              # with warp: the decoder also adds a zero-initialised detail image (vae.py);
+                                     # a state without it behaves exactly as one with it at zero
     landmark_points: int = 0         # 0: the motion encoder reads the landmark-dot image (paper). N > 0: it reads
                                      # the N landmark coordinates (B, N, 2) through an MLP (demo; vae.py)
     point_hidden: int = 512          # width of that MLP

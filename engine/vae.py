@@ -122,9 +122,11 @@ class Decoder(nn.Module):
 
     With `image_skip`, forward also takes an image (B, out_channels, S, S) (the warped portrait): it enters
     the last stage through a zero-initialised conv, and the output is a per-pixel blend of the decoded frame
-    and that image, the mask predicted from the last features (initialised to 2% image)."""
+    and that image, the mask predicted from the last features (initialised to 2% image), plus a zero-initialised
+    additive detail (what the warp cannot bring: blush, wrinkle and crease lines drawn on the warped skin),
+    clamped to [-1, 1]."""
 
-    def __init__(self, cfg: AutoencoderConfig, image_skip: bool = False):
+    def __init__(self, cfg: AutoencoderConfig, image_skip: bool = False, detail: bool = True):
         super().__init__()
         g = cfg.norm_groups
         widths = [cfg.ch * m for m in cfg.ch_mult]
@@ -153,6 +155,11 @@ class Decoder(nn.Module):
             nn.init.zeros_(self.skip_in.bias)
             nn.init.zeros_(self.mask_out.weight)
             nn.init.constant_(self.mask_out.bias, -4.0)            # sigmoid(-4) = 0.018
+        self.detail = image_skip and detail
+        if self.detail:
+            self.detail_out = nn.Conv2d(cin, cfg.out_channels * cfg.shuffle**2, 3, padding=1)
+            nn.init.zeros_(self.detail_out.weight)
+            nn.init.zeros_(self.detail_out.bias)
 
     def forward(self, z: Tensor, image: Tensor | None = None) -> Tensor:
         if self.image_skip and image is None:
@@ -176,7 +183,13 @@ class Decoder(nn.Module):
         if self.shuffle > 1:
             mask = F.pixel_shuffle(mask, self.shuffle)
         mask = torch.sigmoid(mask)                                   # (B,1,S,S): 1 = take the warped portrait
-        return out + mask * (image - out)
+        frame = out + mask * (image - out)
+        if not self.detail:
+            return frame
+        detail = self.detail_out(feats)
+        if self.shuffle > 1:
+            detail = F.pixel_shuffle(detail, self.shuffle)
+        return (frame + detail).clamp(-1.0, 1.0)
 
 
 class FlowHead(nn.Module):
@@ -261,7 +274,9 @@ class KeyframeEncoder(nn.Module):
 
 class VAE(nn.Module):
     # parameter prefixes that only a `warp` VAE has; all start at zero, so a plain VAE's weights can start one
-    WARP_PARTS = ("flow_head.", "decoder.skip_in.", "decoder.mask_out.")
+    WARP_PARTS = ("flow_head.", "decoder.skip_in.", "decoder.mask_out.", "decoder.detail_out.")
+    # the decoder's detail head (added last); zero-initialised, so a state without it is the same model
+    DETAIL_PART = "decoder.detail_out."
 
     def __init__(self, cfg: VAEConfig, image_size: int):
         super().__init__()
@@ -270,7 +285,7 @@ class VAE(nn.Module):
         self.appearance_encoder = Encoder(cfg.appearance)
         self.motion_encoder = PointMotionEncoder(cfg) if cfg.landmark_points else Encoder(cfg.motion)
         self.keyframe_encoder = KeyframeEncoder(cfg, image_size)
-        self.decoder = Decoder(cfg.decoder, image_skip=cfg.warp)
+        self.decoder = Decoder(cfg.decoder, image_skip=cfg.warp, detail=cfg.detail)
         if cfg.warp:
             self.flow_head = FlowHead(cfg.app_channels + 2 * cfg.motion_channels, cfg.decoder.ch)
         if cfg.decoder.in_channels != cfg.app_channels + cfg.motion_channels:

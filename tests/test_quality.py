@@ -71,6 +71,18 @@ def test_markdown_table_rows():
     assert res.ms_per_chunk == pytest.approx(100.0)
 
 
+def test_au_f1_by_kind_averages_per_kind():
+    def clip(kind, f1):
+        return {"kind": kind, "au_f1": f1}
+
+    ours = Q.SystemResult("ours", {}, [clip("talk", 1.0), clip("talk", 0.5), clip("motion", 0.2)], 1.0, 1)
+    base = Q.SystemResult("base", {}, [clip("talk", 0.0), clip("talk", 0.25), clip("motion", None)], 1.0, 1)
+    lines = Q.au_f1_by_kind([ours, base]).splitlines()
+    assert lines[0] == "| system | AU_F1, motion (1) | AU_F1, talk (2) |"
+    assert lines[2] == "| ours | 0.200 | 0.750 |"
+    assert lines[3] == "| base | - | 0.125 |"
+
+
 def test_vae_sheet_layout(tmp_path):
     from PIL import Image
 

@@ -46,8 +46,10 @@ def load_vae_weights(vae, weights: dict, new_parts_ok: bool = False, fresh: tupl
     """Load a VAE training state's weights; states written before the motion-statistics buffers existed
     lack only those (they stay identity: VAE training works on raw latents). With `new_parts_ok`, weights of a
     plain VAE may also start a warp VAE: its warp parts keep their zero initialisation. Parameters under the
-    `fresh` prefixes may be missing (they keep their initialisation)."""
+    `fresh` prefixes may be missing (they keep their initialisation). The decoder's detail head may always be
+    missing: it starts at zero, so a state written without it is the same model."""
     missing, unexpected = vae.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.startswith(vae.DETAIL_PART)]
     if new_parts_ok:
         missing = [k for k in missing if not k.startswith(vae.WARP_PARTS)]
     if fresh:

@@ -113,7 +113,8 @@ def encode_latents(data: Path, vae_state: Path, config: str = "demo", threads: i
                            if k not in ("motion_shift", "motion_scale")}}
     else:
         state = torch.load(vae_state, map_location="cpu", weights_only=False)
-    load_vae_weights(vae, state["model"] if "model" in state else state)
+    # only the motion (and keyframe) encoders are used here: a state of any decoder variant will do
+    load_vae_weights(vae, state["model"] if "model" in state else state, new_parts_ok=True)
     vae.eval()
     frames, keys = [], []
     ds = ClipDataset(data / "clips", load_frames=False) if cfg.vae.landmark_points else None

@@ -15,6 +15,7 @@ import torch
 from ..engine.config import get_config
 from ..engine.loader import DEMO_WEIGHTS
 from ..engine.model import InstructAvatar
+from ..engine.vae import VAE
 from ..engine.weights import check_state_dict, save_checkpoint
 
 FINGERPRINT_NAME = "fingerprint.json"
@@ -30,6 +31,15 @@ def combined_state(vae: dict, motion: dict) -> dict:
     return state
 
 
+def with_zero_detail(expected: dict, state: dict) -> dict:
+    """A combined state from a VAE trained without the decoder's detail head (`train vae --detail off`, or
+    before it existed): the head's weights filled with the zeros it starts from, which is the same model."""
+    part = "vae." + VAE.DETAIL_PART
+    if any(k.startswith(part) for k in state):
+        return state
+    return {**state, **{k: torch.zeros_like(v) for k, v in expected.items() if k.startswith(part)}}
+
+
 def package(vae_state: Path, motion_state: Path, out: Path, config: str = "demo", dtype: str = "fp16") -> Path:
     cfg = get_config(config)
     model = InstructAvatar(cfg, pretrained_text=False)
@@ -38,8 +48,8 @@ def package(vae_state: Path, motion_state: Path, out: Path, config: str = "demo"
     flags = motion.get("flags", {})
     if any(flags.get(k) for k in ("single_branch", "no_zero_gates")):
         raise SystemExit("this motion run is an ablation with a different structure; package the main run")
-    state = combined_state(vae, motion)
     expected = model.trainable_state_dict()
+    state = with_zero_detail(expected, combined_state(vae, motion))
     check_state_dict(expected, state, f"{vae_state} + {motion_state}")
     with torch.no_grad():
         for k, v in expected.items():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -157,8 +158,6 @@ def distill_point_encoder(vae: VAE, image_encoder: torch.nn.Module, image_size: 
     """Start a landmark-points motion encoder where an image one left off: regress the image encoder's moments
     (KL mean and log-variance) from the same frames' coordinates (frames drawn like the VAE's targets, train
     identities), so the decoder keeps reading the latent it was trained on. Returns the last losses."""
-    from dataclasses import replace
-
     from ..avatarworld.identity import identity, identity_ids
     from ..avatarworld.render import FaceRenderer
     from .vae_data import motion_input, random_controls
@@ -195,8 +194,6 @@ def with_motion_grid(cfg, grid: str | None):
     3 x 16 x 16 at 256 px has the same cells per pixel). The decoder's input width follows."""
     if not grid:
         return cfg
-    from dataclasses import replace
-
     ch, side = (int(v) for v in grid.lower().split("x"))
     levels = (cfg.vae.landmark_size // cfg.vae.motion.shuffle // side).bit_length()    # downsamplings + 1
     if cfg.vae.landmark_size // (cfg.vae.motion.shuffle * 2 ** (levels - 1)) != side:
@@ -211,8 +208,6 @@ def with_motion_input(cfg, motion_input: str | None):
     """The config with the motion encoder reading "points" (the world's landmark coordinates) or the "image"."""
     if motion_input is None or (motion_input == "points") == bool(cfg.vae.landmark_points):
         return cfg
-    from dataclasses import replace
-
     from ..avatarworld.render import NUM_LANDMARKS
 
     points = NUM_LANDMARKS if motion_input == "points" else 0
@@ -266,18 +261,26 @@ def main(argv: list[str] | None = None) -> int:
                          "points: steps of regressing the old encoder's latents first (see distill_point_encoder)")
     ap.add_argument("--freeze-motion", action="store_true",
                     help="keep the motion encoder fixed (once motion training has started on its latents)")
+    ap.add_argument("--detail", choices=("on", "off"), default=None,
+                    help="with the warp: the decoder's additive detail head (default: the config's vae.detail, on; "
+                         "train_demo.sh trains the phases before it was added with off)")
+    ap.add_argument("--keep-latents", action="store_true",
+                    help="keep the motion latent space fixed: the motion and keyframe encoders are frozen, so a motion "
+                         "generator trained on this VAE's latents stays valid (a decoder-side fine-tune)")
     args = ap.parse_args(argv)
     if args.au_weight < 0 or args.face_weight < 0 or args.expression_weight < 0:
         ap.error("--au-weight, --face-weight and --expression-weight must be >= 0")
+    if args.keep_latents and args.au_weight > 0:
+        ap.error("--keep-latents freezes the motion encoder, which the AU read-out (--au-weight) trains")
     cfg = with_motion_input(with_motion_grid(get_config(args.config), args.motion_grid), args.motion_input)
     if args.soft_dots and cfg.vae.landmark_points:
         ap.error(f"--soft-dots: the {args.config} VAE reads landmark coordinates, not dots (--motion-input image)")
 
     torch.set_num_threads(args.threads)
-    if args.warp is not None and (args.warp == "on") != cfg.vae.warp:
-        from dataclasses import replace
-
+    if args.warp is not None:
         cfg = replace(cfg, vae=replace(cfg.vae, warp=args.warp == "on"))
+    if args.detail is not None:
+        cfg = replace(cfg, vae=replace(cfg.vae, detail=args.detail == "on"))
     run = RunDir(args.run)
     run.write_json("args.json", vars(args))
     torch.manual_seed(args.seed)
@@ -340,9 +343,12 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in st.items():
                 if torch.is_tensor(v) and k != "step":
                     st[k] = v.to(device)
-    if args.freeze_motion:
+    if args.freeze_motion or args.keep_latents:
         vae.motion_encoder.requires_grad_(False)
         print("[vae] motion encoder frozen")
+    if args.keep_latents:
+        vae.keyframe_encoder.requires_grad_(False)
+        print("[vae] keyframe encoder frozen (the latent space stays the motion generator's)")
     sampler = FramePairSampler(cfg.media.image_size, cfg.vae, "train", soft_dots=args.soft_dots,
                                expression=args.expression_weight > 0)
     evalset = to_tensors(fixed_eval_set(cfg.media.image_size, cfg.vae, 32, soft_dots=args.soft_dots,

@@ -74,6 +74,48 @@ def test_decoder_with_image_skip_needs_the_image():
     assert dec(z, image=torch.zeros(1, 3, 128, 128)).shape == (1, 3, 128, 128)
 
 
+def test_detail_head_starts_at_zero_adds_to_the_blend_and_stays_in_range():
+    cfg = get_config("demo").vae.decoder
+    torch.manual_seed(0)
+    dec = Decoder(cfg, image_skip=True).eval()
+    z, image = torch.randn(1, cfg.in_channels, 32, 32), torch.rand(1, 3, 128, 128) * 2 - 1
+    colour = torch.tensor([0.1, -0.1, 0.0])
+    with torch.no_grad():
+        start = dec(z, image=image)
+        dec.detail_out.bias.copy_(colour.repeat_interleave(4))            # 12 = 3 colours x 2x2 sub-pixels
+        moved = dec(z, image=image)
+        dec.detail_out.bias.fill_(5.0)
+        saturated = dec(z, image=image)
+    assert float(start.abs().max()) <= 1.0
+    torch.testing.assert_close(moved, (start + colour.view(1, 3, 1, 1)).clamp(-1, 1))
+    assert torch.all(saturated == 1.0)
+
+
+def test_a_state_without_the_detail_head_is_the_same_model():
+    from instructavatar.training.package import with_zero_detail
+
+    _, warp_cfg = _configs()
+    torch.manual_seed(0)
+    old = VAE(replace(warp_cfg, detail=False), 128).eval()
+    new = VAE(warp_cfg, 128).eval()
+    state = old.state_dict()
+    assert not any(k.startswith(VAE.DETAIL_PART) for k in state)
+    load_vae_weights(new, state)                                         # the head may be missing ...
+    with pytest.raises(RuntimeError):
+        load_vae_weights(new, {k: v for k, v in state.items() if not k.startswith("decoder.mask_out.")})
+    image, motion = torch.rand(2, 3, 128, 128) * 2 - 1, torch.randn(2, warp_cfg.motion_dim)
+    with torch.no_grad():
+        old.flow_head.conv_out.weight.normal_(0, 0.02)
+        new.flow_head.conv_out.weight.copy_(old.flow_head.conv_out.weight)
+        torch.testing.assert_close(new.decode_raw(motion, new.encode_appearance(image)),
+                                   old.decode_raw(motion, old.encode_appearance(image)))     # ... it adds zero
+    expected = {f"vae.{k}": v for k, v in new.state_dict().items()}
+    filled = with_zero_detail(expected, {f"vae.{k}": v for k, v in state.items()})
+    assert set(filled) == set(expected) and not filled["vae.decoder.detail_out.weight"].any()
+    kept = with_zero_detail(expected, expected)
+    assert kept is expected
+
+
 def test_flow_landmark_error_in_pixels():
     tgt = torch.tensor([[[10.0, 20.0], [64.0, 64.0], [100.0, 30.0]]])
     src = tgt + torch.tensor([3.0, 4.0])
@@ -116,6 +158,7 @@ def test_warp_decoder_exports_to_onnx_and_matches(tmp_path):
     with torch.no_grad():                      # a non-zero flow and mask, so the warp path really runs
         vae.flow_head.conv_out.weight.normal_(0, 0.02)
         vae.decoder.mask_out.bias.fill_(0.0)
+        vae.decoder.detail_out.weight.normal_(0, 0.02)
         app = vae.encode_appearance(torch.rand(1, 3, 128, 128) * 2 - 1).repeat(3, 1, 1, 1)
     motion = torch.randn(3, warp_cfg.motion_dim)
     path = tmp_path / "decoder.onnx"
@@ -129,6 +172,24 @@ def test_warp_decoder_exports_to_onnx_and_matches(tmp_path):
     assert abs(got - want).max() < 1e-4
 
 
+def test_train_vae_keep_latents_trains_only_the_decoder_side(tmp_path):
+    from instructavatar.training.train_vae import main
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--config", "demo", "--batch", "2", "--threads", "1", "--eval-every", "5", "--lr", "1e-2"]
+    assert main(common + ["--run", str(first), "--steps", "1"]) == 0
+    assert main(common + ["--run", str(second), "--steps", "2", "--keep-latents",
+                          "--init-from", str(first / "state.pt")]) == 0
+    a = torch.load(first / "state.pt", weights_only=False)["model"]
+    b = torch.load(second / "state.pt", weights_only=False)["model"]
+    for k in a:
+        if k.startswith(("motion_encoder.", "keyframe_encoder.")):
+            assert torch.equal(a[k], b[k]), k
+    assert not torch.equal(a["decoder.conv_out.weight"], b["decoder.conv_out.weight"])
+    with pytest.raises(SystemExit):
+        main(common + ["--run", str(tmp_path / "x"), "--steps", "1", "--keep-latents", "--au-weight", "1"])
+
+
 def test_train_vae_warp_off_trains_a_plain_vae(tmp_path):
     from instructavatar.training.train_vae import main
 
@@ -138,3 +199,13 @@ def test_train_vae_warp_off_trains_a_plain_vae(tmp_path):
     keys = torch.load(run / "state.pt", weights_only=False)["model"]
     assert not any(k.startswith(VAE.WARP_PARTS) for k in keys)
     assert "flow_px" not in (run / "log.jsonl").read_text()
+
+
+def test_train_vae_detail_off_leaves_out_the_detail_head(tmp_path):
+    from instructavatar.training.train_vae import main
+
+    run = tmp_path / "nodetail"
+    assert main(["--config", "demo", "--run", str(run), "--detail", "off", "--batch", "2", "--threads", "1",
+                 "--steps", "1", "--eval-every", "5"]) == 0
+    keys = torch.load(run / "state.pt", weights_only=False)["model"]
+    assert "flow_head.conv_out.weight" in keys and not any(k.startswith(VAE.DETAIL_PART) for k in keys)
