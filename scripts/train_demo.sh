@@ -59,13 +59,13 @@ wait "$motion"
 #    the flow is supervised at the landmarks (the shipped run started from the fp16 copy of these weights,
 #    the previous checkpoint: the same weights up to rounding)
 "$IA" train vae --config demo --run runs/vae_warp --init-from runs/vae_face/state.pt --steps "$WARP_STEPS" \
-    --lr 5e-4 --freeze-motion --face-weight 3 --eval-every 250 --threads 2 --device "$DEVICE"
+    --lr 5e-4 --freeze-motion --face-weight 3 --eval-every 250 --threads 2 --device "$DEVICE" --detail off
 # 7. the motion encoder trained along with the warp decoder again (800 steps), then with the AU read-out: a linear
 #    head that reads the world's AU intensities from the motion latent (training only), face weight 4
 "$IA" train vae --config demo --run runs/exp_warp_joint --init-from runs/vae_warp/state.pt --steps 800 \
-    --lr 5e-4 --face-weight 3 --eval-every 200 --threads 1 --device "$DEVICE"
+    --lr 5e-4 --face-weight 3 --eval-every 200 --threads 1 --device "$DEVICE" --detail off
 "$IA" train vae --config demo --run runs/vae_au --init-from runs/exp_warp_joint/state.pt --steps 2600 \
-    --lr 5e-4 --face-weight 4 --au-weight 1 --eval-every 400 --threads 2 --device "$DEVICE"
+    --lr 5e-4 --face-weight 4 --au-weight 1 --eval-every 400 --threads 2 --device "$DEVICE" --detail off
 # 8. the audio-only lower bound (no text; 2000 steps on the first latents), then the motion latents of the new encoder (a second data folder: the parts are shared), the probe on them, and
 #    the generator and the audio-only lower bound fine-tuned on them (3000 steps each, in parallel)
 "$IA" train motion --config demo --data data/motion --run runs/motion_audio_only --no-text --steps 2000 --threads 1 \
@@ -76,9 +76,9 @@ relatent au runs/vae_au/state.pt runs/motion/state.pt 3000 runs/motion_audio_onl
 #    a 2500-step schedule), then 1500 steps with the pixels the AUs change weighted +8 (--expression-weight); its
 #    latents, the probe, and the generator (3000 steps) and audio-only model (9000: both at 14000 in all) on them
 "$IA" train vae --config demo --run runs/vae_pts --init-from runs/vae_au/state.pt --distill-steps 800 --steps 2500 \
-    --stop-at 1200 --lr 5e-4 --face-weight 4 --au-weight 1 --eval-every 250 --threads 2 --device "$DEVICE"
+    --stop-at 1200 --lr 5e-4 --face-weight 4 --au-weight 1 --eval-every 250 --threads 2 --device "$DEVICE" --detail off
 "$IA" train vae --config demo --run runs/vae_pts2 --init-from runs/vae_pts/state.pt --steps 1500 --lr 5e-4 \
-    --face-weight 4 --au-weight 1 --expression-weight 8 --eval-every 250 --threads 2 --device "$DEVICE"
+    --face-weight 4 --au-weight 1 --expression-weight 8 --eval-every 250 --threads 2 --device "$DEVICE" --detail off
 relatent pts runs/vae_pts2/state.pt runs/motion_au/state.pt 3000 runs/motion_audio_only_au/state.pt 9000
 # 10. both 6000 steps further on the same latents (20000 steps each in all), in parallel
 "$IA" train motion --config demo --data data/motion_pts --run runs/motion_pts2 --init-from runs/motion_pts/state.pt \
@@ -88,6 +88,9 @@ motion=$!
     --init-from runs/motion_audio_only_pts/state.pt --steps 6000 --threads 1 --device "$DEVICE"
 wait "$motion"
 # 11. one fp16 safetensors file (+ the fingerprint the tests compare with), the probe beside it
-"$IA" train package --vae runs/vae_pts2/state.pt --motion runs/motion_pts2/state.pt
+# the decoder's detail head, added last; the latent space is kept, so the generator stays as it is
+"$IA" train vae --config demo --run runs/vae_detail --init-from runs/vae_pts2/state.pt --steps 1500 --lr 5e-4 \
+    --face-weight 4 --expression-weight 16 --keep-latents --eval-every 250 --threads 2 --device "$DEVICE"
+"$IA" train package --vae runs/vae_detail/state.pt --motion runs/motion_pts2/state.pt
 cp runs/latent_probe_pts.safetensors instructavatar/assets/demo/latent_probe.safetensors
 echo "done: instructavatar/assets/demo/; quality tables: $IA train quality main|vae|paraphrase|steps|streaming"
