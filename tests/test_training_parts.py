@@ -278,3 +278,34 @@ def test_expression_mask_marks_what_the_action_units_change():
         off = vae_losses(vae, batch, 0.0, train=False)["l1"]
         on = vae_losses(vae, batch, 0.0, train=False, expression_weight=8.0)["l1"]
     assert on > off
+
+
+def test_blink_weight_reweights_only_the_windows_with_a_blink():
+    from types import SimpleNamespace
+
+    from instructavatar.engine.ddim import vp_alphas_cumprod
+    from instructavatar.training.train_motion import MotionModel, losses
+
+    cfg = get_config("demo")
+    torch.manual_seed(0)
+    model = MotionModel(cfg).eval()
+    B, W, M, L = 3, cfg.stream.window_frames, cfg.motion_dim, 8
+    batch = {"x0": torch.randn(B, W, M), "wave": torch.randn(B, W * cfg.media.samples_per_frame) * 0.1,
+             "tokens": torch.randn(B, L, cfg.text.width), "mask": torch.ones(B, L),
+             "pooled": torch.randn(B, cfg.text.width), "keyframe": torch.randn(B, M),
+             "pose": torch.zeros(B, W, 3), "au": torch.zeros(B, len(C.AU_IDS)),
+             "known": torch.zeros(B, W), "inten_ok": torch.ones(B), "intensity": torch.zeros(B, dtype=torch.int64)}
+    ac = torch.from_numpy(vp_alphas_cumprod(cfg.diffusion).astype(np.float32))
+
+    def mse(weight, blink):
+        args = SimpleNamespace(blink_weight=weight, no_au_loss=False, lambda_au=0.1, lambda_pose=0.1,
+                               lambda_inten=0.1)
+        torch.manual_seed(1)
+        b = {**batch, "blink": torch.tensor(blink)}
+        with torch.no_grad():
+            return float(losses(model, b, ac, args)["mse"])
+
+    base = mse(0.0, [0.0, 0.0, 0.0])
+    assert mse(5.0, [0.0, 0.0, 0.0]) == pytest.approx(base, rel=1e-6)      # no blink: no change
+    assert mse(5.0, [1.0, 1.0, 1.0]) == pytest.approx(base, rel=1e-6)      # all weighted alike: a mean again
+    assert mse(5.0, [1.0, 0.0, 0.0]) != pytest.approx(base, rel=1e-3)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..avatarworld.controls import AU_IDS
 from ..engine.audio_encoder import AudioEncoder
 from ..engine.config import ModelConfig, get_config
 from ..engine.ddim import vp_alphas_cumprod
@@ -57,11 +58,12 @@ class WindowSampler:
         self.P = cfg.stream.prefix_frames
         self.scale = cfg.diffusion.latent_scale
         self.ok = np.flatnonzero(data.lengths >= self.W)
+        self.blink = data.au_frames[:, AU_IDS.index(45)]                 # (frames,) idle or instructed blinks
 
     def batch(self, B: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         d, W, spf = self.d, self.W, self.d.spf
         cs = rng.choice(self.ok, B)
-        x0, wave, tok, mask, pooled, key, pose, au, inten, inten_ok, known = ([] for _ in range(11))
+        x0, wave, tok, mask, pooled, key, pose, au, inten, inten_ok, known, blink = ([] for _ in range(12))
         for c in cs:
             off, T = d.frame_offsets[c], d.lengths[c]
             s = int(rng.integers(0, T - W + 1))
@@ -77,6 +79,7 @@ class WindowSampler:
                 key.append(d.keyframes[c] / self.scale)
             pose.append(d.pose[off + s: off + s + W] / 30.0)
             au.append((d.au_frames[off + s: off + s + W].sum(0) >= 3).astype(np.float32))
+            blink.append(float(self.blink[off + s: off + s + W].any()))
             inten.append(max(d.intensity[c] - 1, 0))
             inten_ok.append(float(d.kind[c] == "talk"))
             kn = np.zeros(W, np.float32)
@@ -85,7 +88,7 @@ class WindowSampler:
             known.append(kn)
         out = {k: torch.from_numpy(np.stack(v)) for k, v in dict(
             x0=x0, wave=wave, tokens=tok, mask=mask, pooled=pooled, keyframe=key, pose=pose, au=au,
-            known=known, inten_ok=np.array(inten_ok, np.float32)).items()}
+            known=known, inten_ok=np.array(inten_ok, np.float32), blink=np.array(blink, np.float32)).items()}
         out["intensity"] = torch.tensor(inten, dtype=torch.int64)
         if self.args.no_text:
             out["tokens"], out["mask"], out["pooled"] = self.default_text(B)
@@ -111,6 +114,9 @@ def losses(model: MotionModel, batch: dict, alphas_cumprod: torch.Tensor, args) 
     cache = model.denoiser.condition(batch["tokens"], batch["mask"], batch["pooled"], batch["keyframe"])
     x0_hat, hidden = model.denoiser.forward_cached(x_t, t, audio, cache, known=known, return_hidden=True)
     free = (1 - known)[..., None]
+    blink_weight = getattr(args, "blink_weight", 0.0)
+    if blink_weight > 0:               # windows with a blink count (1 + blink_weight) times in the latent error
+        free = free * (1 + blink_weight * batch["blink"]).view(B, 1, 1)
     out = {"mse": (((x0_hat - x0) ** 2) * free).sum() / (free.sum() * M)}
     heads = model.denoiser.heads(x0_hat, hidden)
     out["pose"] = F.mse_loss(heads["pose"], batch["pose"])
@@ -134,6 +140,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--lambda-pose", type=float, default=0.1)
     ap.add_argument("--lambda-au", type=float, default=0.1)
     ap.add_argument("--lambda-inten", type=float, default=0.1)
+    ap.add_argument("--blink-weight", type=float, default=0.0,
+                    help="weight the latent error of training windows that hold a blink by 1 + this (blinks are "
+                         "under-produced otherwise; docs/STATUS.md)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--save-every", type=int, default=250)
@@ -148,7 +157,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.blink_weight < 0:
+        ap.error("--blink-weight must be >= 0")
     torch.set_num_threads(args.threads)
     cfg = model_config(args)
     run = RunDir(args.run)
