@@ -309,3 +309,11 @@ def test_blink_weight_reweights_only_the_windows_with_a_blink():
     assert mse(5.0, [0.0, 0.0, 0.0]) == pytest.approx(base, rel=1e-6)      # no blink: no change
     assert mse(5.0, [1.0, 1.0, 1.0]) == pytest.approx(base, rel=1e-6)      # all weighted alike: a mean again
     assert mse(5.0, [1.0, 0.0, 0.0]) != pytest.approx(base, rel=1e-3)
+
+
+def test_negative_blink_weight_is_a_usage_error(capsys):
+    from instructavatar.training.train_motion import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--blink-weight", "-1"])
+    assert exc.value.code == 2 and "--blink-weight must be >= 0" in capsys.readouterr().err

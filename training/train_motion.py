@@ -114,9 +114,8 @@ def losses(model: MotionModel, batch: dict, alphas_cumprod: torch.Tensor, args) 
     cache = model.denoiser.condition(batch["tokens"], batch["mask"], batch["pooled"], batch["keyframe"])
     x0_hat, hidden = model.denoiser.forward_cached(x_t, t, audio, cache, known=known, return_hidden=True)
     free = (1 - known)[..., None]
-    blink_weight = getattr(args, "blink_weight", 0.0)
-    if blink_weight > 0:               # windows with a blink count (1 + blink_weight) times in the latent error
-        free = free * (1 + blink_weight * batch["blink"]).view(B, 1, 1)
+    if args.blink_weight > 0:          # windows with a blink count (1 + blink_weight) times in the latent error
+        free = free * (1 + args.blink_weight * batch["blink"]).view(B, 1, 1)
     out = {"mse": (((x0_hat - x0) ** 2) * free).sum() / (free.sum() * M)}
     heads = model.denoiser.heads(x0_hat, hidden)
     out["pose"] = F.mse_loss(heads["pose"], batch["pose"])
