@@ -99,13 +99,18 @@ def frames_to_input(frames: np.ndarray | torch.Tensor, cfg: EvaluatorConfig) -> 
         x = x[None]
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"frames must be (T, H, W, 3) RGB, got shape {tuple(x.shape)}")
-    h, w = x.shape[1], x.shape[2]
+    return face_crop(x.permute(0, 3, 1, 2).float() / 255.0, cfg).contiguous(memory_format=torch.channels_last)
+
+
+def face_crop(x: torch.Tensor, cfg: EvaluatorConfig) -> torch.Tensor:
+    """(T, 3, H, W) float frames -> (T, 3, size, size): the face crop, bilinear antialiased resize. Differentiable
+    (the decoder's training-only AU critic reads its output through it, training/au_critic.py)."""
+    h, w = x.shape[-2], x.shape[-1]
     x0, y0, x1, y1 = cfg.crop
-    x = x[:, round(y0 * h):round(y1 * h), round(x0 * w):round(x1 * w)]
-    x = x.permute(0, 3, 1, 2).float() / 255.0
+    x = x[..., round(y0 * h):round(y1 * h), round(x0 * w):round(x1 * w)]
     if x.shape[-2:] != (cfg.size, cfg.size):
         x = F.interpolate(x, size=(cfg.size, cfg.size), mode="bilinear", antialias=True, align_corners=False)
-    return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def decode_outputs(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

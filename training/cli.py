@@ -9,6 +9,7 @@ STEPS = {
     "prepare": "Generate clips, landmark images and text embeddings for motion training",
     "latents": "Encode motion latents with the (frozen) VAE motion encoder",
     "motion": "Train the motion generator (audio encoder + denoiser)",
+    "critic": "Train the decoder's AU critic (a perceptual loss for `train vae --au-critic`)",
     "probe": "Train the latent probe (motion latent -> AUs, pose, mouth) on ground-truth latents",
     "package": "Combine VAE + motion states into the demo checkpoint",
     "quality": "Quality tables on held-out data (main, paraphrase, steps, streaming, ablations)",
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         from .train_motion import main as run
     elif step == "probe":
         from .latent_probe import main as run
+    elif step == "critic":
+        from .au_critic import main as run
     elif step == "quality":
         from .quality import main as run
     else:

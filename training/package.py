@@ -2,6 +2,11 @@
 
     instructavatar train package --vae runs/vae/state.pt --motion runs/motion/state.pt \
         --out instructavatar/assets/demo/demo.safetensors [--dtype fp16]
+    instructavatar train package --motion-only runs/motion_audio_only/state.pt \
+        --out instructavatar/assets/demo/audio_only.safetensors
+
+`--motion-only` writes a motion generator alone (audio encoder + denoiser): the quality tables' audio-only lower
+bound ships that way, so Table 1 reruns from a clean clone with the checkpoint's VAE (`train quality main`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from ..engine.vae import VAE
 from ..engine.weights import check_state_dict, save_checkpoint
 
 FINGERPRINT_NAME = "fingerprint.json"
+AUDIO_ONLY_WEIGHTS = DEMO_WEIGHTS.with_name("audio_only.safetensors")
+MOTION_FORMAT = "instructavatar-motion-v1"
+MOTION_PREFIXES = ("audio_encoder.", "denoiser.")
 
 
 def combined_state(vae: dict, motion: dict) -> dict:
@@ -60,6 +68,56 @@ def package(vae_state: Path, motion_state: Path, out: Path, config: str = "demo"
     return out
 
 
+def package_motion_only(motion_state: Path, out: Path, config: str = "demo") -> Path:
+    """A motion training state's generator alone (fp16), with its training flags and steps in the metadata."""
+    from safetensors.torch import save_file
+
+    cfg = get_config(config)
+    motion = torch.load(motion_state, map_location="cpu", weights_only=False)
+    flags = motion.get("flags", {})
+    if any(flags.get(k) for k in ("single_branch", "no_zero_gates")):
+        raise SystemExit("this motion run is an ablation with a different structure; it cannot load into "
+                         f"the {config} config")
+    expected = {k: v for k, v in InstructAvatar(cfg, pretrained_text=False).trainable_state_dict().items()
+                if k.startswith(MOTION_PREFIXES)}
+    check_state_dict(expected, motion["model"], str(motion_state))
+    tensors = {k: v.detach().cpu().half().contiguous() if v.is_floating_point() else v.contiguous()
+               for k, v in motion["model"].items()}
+    meta = {"format": MOTION_FORMAT, "config": cfg.name, "flags": json.dumps(flags),
+            "motion_step": str(motion.get("step")), "motion_minutes": str(round(motion.get("seconds", 0) / 60, 1)),
+            "motion_shift": json.dumps(motion["motion_stats"]["shift"].tolist()),
+            "motion_scale": json.dumps(motion["motion_stats"]["scale"].tolist())}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out), metadata=meta)
+    return out
+
+
+def load_motion_only(model: InstructAvatar, path: str | Path) -> dict:
+    """Replace `model`'s motion generator by the one in `path` (written by `package_motion_only`), strictly.
+    The generator must have been trained on the latents of `model`'s VAE: its latent statistics must match.
+    Returns the file's metadata."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from ..engine.weights import WeightsError, read_metadata
+
+    meta = read_metadata(path)
+    if meta.get("format") != MOTION_FORMAT:
+        raise WeightsError(f"{path}: not a motion-generator file (format {meta.get('format')!r}); write one with "
+                           "`instructavatar train package --motion-only RUN/state.pt`")
+    expected = {k: v for k, v in model.trainable_state_dict().items() if k.startswith(MOTION_PREFIXES)}
+    state = load_file(str(path))
+    check_state_dict(expected, state, str(path))
+    shift, scale = (np.array(json.loads(meta[k]), np.float32) for k in ("motion_shift", "motion_scale"))
+    if not (np.allclose(shift, model.vae.motion_shift.numpy(), atol=1e-2)
+            and np.allclose(scale, model.vae.motion_scale.numpy(), rtol=1e-2)):
+        raise WeightsError(f"{path}: trained on another VAE's motion latents (latent statistics differ)")
+    with torch.no_grad():
+        for k, v in expected.items():
+            v.copy_(state[k])
+    return meta
+
+
 FINGERPRINT_INSTRUCTION = "Talk happily and raise your eyebrows."
 FINGERPRINT_FRAMES = 20           # two chunks: the first (no prefix) and one that continues it
 FINGERPRINT_STEPS = 4
@@ -98,11 +156,20 @@ def write_fingerprint(weights: Path, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="instructavatar train package")
     ap.add_argument("--vae", default="runs/vae/state.pt")
+    ap.add_argument("--motion-only", default=None, metavar="STATE",
+                    help="write this motion state's generator alone to --out "
+                         "(default: assets/demo/audio_only.safetensors)")
     ap.add_argument("--motion", default="runs/motion/state.pt")
-    ap.add_argument("--out", default=str(DEMO_WEIGHTS))
+    ap.add_argument("--out", default=None, help="default: assets/demo/demo.safetensors (audio_only.safetensors "
+                                                 "with --motion-only)")
     ap.add_argument("--config", default="demo")
     ap.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16")
     args = ap.parse_args(argv)
+    if args.motion_only:
+        path = package_motion_only(Path(args.motion_only), Path(args.out or AUDIO_ONLY_WEIGHTS), args.config)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        return 0
+    args.out = args.out or str(DEMO_WEIGHTS)
     path = package(Path(args.vae), Path(args.motion), Path(args.out), args.config, args.dtype)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     fp = write_fingerprint(path, path.with_name(FINGERPRINT_NAME))

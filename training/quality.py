@@ -108,6 +108,32 @@ def pipeline_from_checkpoint(weights: str | Path | None, steps: int | None, thre
     return load_pipeline("demo", weights=weights, steps=steps, threads=threads, guidance=guidance)
 
 
+def pipeline_with_motion(weights: str | Path | None, motion_file: str | Path, steps: int | None,
+                         threads: int | None, guidance: float | None = None):
+    """A checkpoint's pipeline (VAE, text) with its motion generator replaced by a packaged one
+    (`train package --motion-only`: the shipped audio-only lower bound)."""
+    from ..engine.backend import TorchBackend
+    from ..engine.config import get_config
+    from ..engine.loader import build_model
+    from ..engine.pipeline import Pipeline
+    from ..engine.tokenizer import build_tokenizer
+    from .package import load_motion_only
+
+    cfg = get_config("demo")
+    model = build_model(cfg, weights)
+    load_motion_only(model, motion_file)
+    return Pipeline(cfg, TorchBackend(model.eval(), threads=threads), build_tokenizer(cfg.text), steps=steps,
+                    guidance=guidance)
+
+
+def audio_only_pipeline(args):
+    """The main table's lower bound: a packaged generator (.safetensors) on the checkpoint's VAE, or a motion
+    training state (.pt) on the --vae training state."""
+    if str(args.audio_only).endswith(".safetensors"):
+        return pipeline_with_motion(args.weights, args.audio_only, args.steps, args.threads)
+    return pipeline_from_runs(args.vae, args.audio_only, args.steps, args.threads)
+
+
 def pipeline_from_runs(vae_state: str | Path, motion_state: str | Path, steps: int | None,
                        threads: int | None, config: str = "demo", guidance: float | None = None):
     """A pipeline over training states (any ablation structure): VAE state + motion state, checked strictly."""
@@ -312,7 +338,7 @@ def table_main(args, clips, ev, size, probe) -> tuple[str, dict]:
             run_system("ours, instruction withheld (default text)", clips, model_output(pipe, no_text, size), ev,
                        chunk, probe)]
     if args.audio_only:
-        base = pipeline_from_runs(args.vae, args.audio_only, args.steps, args.threads)
+        base = audio_only_pipeline(args)
         rows.append(run_system("audio-only model (trained without text; lower bound)", clips,
                                model_output(base, no_text, size), ev, chunk, probe))
     return markdown_table(rows) + "\n\nBy clip kind (video):\n\n" + au_f1_by_kind(rows), _data(rows)
@@ -519,7 +545,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="instruction guidance scale (default: the config's; 1 = off)")
     ap.add_argument("--guidance-list", type=lambda s: [float(x) for x in s.split(",")], default=[1, 1.5, 2, 3, 4])
     ap.add_argument("--vae", default="runs/vae/state.pt", help="VAE training state (for --audio-only, ablations)")
-    ap.add_argument("--audio-only", default=None, help="motion state of a --no-text run (main table's lower bound)")
+    ap.add_argument("--audio-only", default=None,
+                    help="the main table's lower bound: a packaged generator (default: the shipped "
+                         "assets/demo/audio_only.safetensors, with the --weights checkpoint's VAE) or the motion "
+                         "state of a --no-text run (with --vae); 'none' leaves the row out")
     ap.add_argument("--run", action="append", default=[], help="NAME=RUN_DIR of an ablation (repeatable)")
     ap.add_argument("--probe", default=None, help="latent probe (default: the one shipped beside the checkpoint)")
     ap.add_argument("--threads", type=int, default=None)
@@ -527,6 +556,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sheet", default=None, help="vae: also write a truth-over-reconstruction picture (PNG) here")
     ap.add_argument("--summary-json", default=None, help="write the table and the summaries only (small)")
     args = ap.parse_args(argv)
+    if args.audio_only is None and args.table == "main":
+        from .package import AUDIO_ONLY_WEIGHTS
+
+        args.audio_only = str(AUDIO_ONLY_WEIGHTS) if AUDIO_ONLY_WEIGHTS.is_file() else None
+    elif args.audio_only == "none":
+        args.audio_only = None
     size = 128
     t0 = time.time()
     for label, path in (("--audio-only", args.audio_only), ("--weights", args.weights), ("--probe", args.probe)):

@@ -19,6 +19,9 @@ crease, eyelids); they are a few percent of the frame and the plain loss let the
 controls) from the motion latent (MSE, weighted W). It pushes the motion encoder to keep the expression in the
 latent, where the decoder and the motion generator can use it; the head is saved in the run state, not in the
 checkpoint.
+`--au-critic FILE` (from `instructavatar train critic`, training/au_critic.py) adds a perceptual AU loss: a separately
+trained frame network reads the decoded frame, and the BCE of its single-frame-visible AUs against the target's AU
+activity is weighted `--au-critic-weight`. The evaluators that score the model are never used for this.
 """
 
 from __future__ import annotations
@@ -99,7 +102,8 @@ def au_head_for(vae: VAE) -> torch.nn.Linear:
 
 def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train: bool = True,
                face_weight: float = 0.0, au_head: torch.nn.Module | None = None, au_weight: float = 0.0,
-               expression_weight: float = 0.0) -> dict:
+               expression_weight: float = 0.0, critic: torch.nn.Module | None = None, critic_weight: float = 0.0,
+               critic_gen: torch.Generator | None = None) -> dict:
     app_m = vae.appearance_encoder(batch["source"])
     mot_m = vae.motion_encoder(batch["landmarks"])
     app_mean, app_logvar = app_m.chunk(2, dim=1)
@@ -131,6 +135,11 @@ def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train
     if au_head is not None and "controls" in batch:
         losses["au_mse"] = F.mse_loss(au_head(mot_mean.flatten(1)), batch["controls"][:, AU_COLUMNS])
         losses["total"] = losses["total"] + au_weight * losses["au_mse"]
+    if critic is not None and "controls" in batch:               # perceptual AU loss (training/au_critic.py)
+        from .au_critic import au_critic_loss
+
+        losses["au_critic"] = au_critic_loss(critic, recon, batch["controls"], critic_gen)
+        losses["total"] = losses["total"] + critic_weight * losses["au_critic"]
     losses["psnr"] = psnr(recon.detach(), target).mean()
     if not train:                               # PSNR over the facial features only (where the AUs are)
         near = feature_mask(batch, target.shape[-1], grid)
@@ -264,12 +273,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detail", choices=("on", "off"), default=None,
                     help="with the warp: the decoder's additive detail head (default: the config's vae.detail, on; "
                          "train_demo.sh trains the phases before it was added with off)")
+    ap.add_argument("--au-critic", default=None,
+                    help="an AU critic (`instructavatar train critic`): adds its perceptual AU loss on the decoded "
+                         "frames")
+    ap.add_argument("--au-critic-weight", type=float, default=0.1, help="weight of the --au-critic loss")
     ap.add_argument("--keep-latents", action="store_true",
                     help="keep the motion latent space fixed: the motion and keyframe encoders are frozen, so a motion "
                          "generator trained on this VAE's latents stays valid (a decoder-side fine-tune)")
     args = ap.parse_args(argv)
-    if args.au_weight < 0 or args.face_weight < 0 or args.expression_weight < 0:
-        ap.error("--au-weight, --face-weight and --expression-weight must be >= 0")
+    if args.au_weight < 0 or args.face_weight < 0 or args.expression_weight < 0 or args.au_critic_weight < 0:
+        ap.error("--au-weight, --face-weight, --expression-weight and --au-critic-weight must be >= 0")
     if args.keep_latents and args.au_weight > 0:
         ap.error("--keep-latents freezes the motion encoder, which the AU read-out (--au-weight) trains")
     cfg = with_motion_input(with_motion_grid(get_config(args.config), args.motion_grid), args.motion_input)
@@ -336,6 +349,15 @@ def main(argv: list[str] | None = None) -> int:
             cfg.media.image_size, cfg.vae)))
     device = torch.device(args.device)
     vae.to(device)
+    critic = None
+    if args.au_critic:
+        from .au_critic import load_critic
+
+        critic = load_critic(args.au_critic, device)
+        print(f"[vae] AU critic {args.au_critic}, weight {args.au_critic_weight}")
+    critic_gen = torch.Generator().manual_seed(args.seed + 5)
+    if state is not None and "critic_rng" in state:
+        critic_gen.set_state(state["critic_rng"])
     if au_head is not None:
         au_head.to(device)
     if state is not None:                       # optimiser tensors follow their parameters
@@ -361,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = {"au_head": {k: v.cpu() for k, v in au_head.state_dict().items()}} if au_head is not None else {}
         run.save_state({"model": weights, "optimizer": opt.state_dict(), "rng": rng_state(rng),
                         "step": step, "seconds": spent + clock.elapsed, "config": cfg.name,
-                        "soft_dots": args.soft_dots, **extra})
+                        "soft_dots": args.soft_dots, "critic_rng": critic_gen.get_state(), **extra})
 
     t_log = time.time()
     last = args.steps if args.stop_at is None else min(args.steps, args.stop_at)
@@ -371,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         vae.train()
         losses = vae_losses(vae, to_tensors(sampler.batch(args.batch, rng), device), args.kl_weight,
                             face_weight=args.face_weight, au_head=au_head, au_weight=args.au_weight,
-                            expression_weight=args.expression_weight)
+                            expression_weight=args.expression_weight, critic=critic,
+                            critic_weight=args.au_critic_weight, critic_gen=critic_gen)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_([p for p in params if p.requires_grad], 1.0)
@@ -387,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         if step % args.eval_every == 0 or step == args.steps:
             vae.eval()
             with torch.no_grad():
-                ev = vae_losses(vae, evalset, args.kl_weight, train=False, au_head=au_head)
+                ev = vae_losses(vae, evalset, args.kl_weight, train=False, au_head=au_head, critic=critic,
+                                critic_gen=torch.Generator().manual_seed(0))
             rec = {"step": step, "eval_psnr_heldout": float(ev["psnr"]), "eval_keyframe": float(ev["keyframe"]),
                    "eval_psnr_features": float(ev["psnr_features"])}
             if "flow_px" in ev:
@@ -396,13 +420,16 @@ def main(argv: list[str] | None = None) -> int:
                 rec["eval_au_mse"] = float(ev["au_mse"])
             if "psnr_expression" in ev:
                 rec["eval_psnr_expression"] = float(ev["psnr_expression"])
+            if "au_critic" in ev:
+                rec["eval_au_critic"] = float(ev["au_critic"])
             run.log(rec)
             print(f"[vae] eval (held-out identities) psnr {rec['eval_psnr_heldout']:.2f} dB, around the facial "
                   f"features {rec['eval_psnr_features']:.2f} dB"
                   + (f", landmark flow error {rec['eval_flow_px']:.2f} px" if "eval_flow_px" in rec else "")
                   + (f", AU read-out MSE {rec['eval_au_mse']:.4f}" if "eval_au_mse" in rec else "")
                   + (f", on the AUs' pixels {rec['eval_psnr_expression']:.2f} dB" if "eval_psnr_expression" in rec
-                     else ""),
+                     else "")
+                  + (f", AU critic BCE {rec['eval_au_critic']:.4f}" if "eval_au_critic" in rec else ""),
                   flush=True)
         if step % args.save_every == 0:
             save()
