@@ -91,6 +91,18 @@ wait "$motion"
 # the decoder's detail head, added last; the latent space is kept, so the generator stays as it is
 "$IA" train vae --config demo --run runs/vae_detail --init-from runs/vae_pts2/state.pt --steps 1500 --lr 5e-4 \
     --face-weight 4 --expression-weight 16 --keep-latents --eval-every 250 --threads 2 --device "$DEVICE"
-"$IA" train package --vae runs/vae_detail/state.pt --motion runs/motion_pts2/state.pt
+# 12. the decoder's perceptual AU loss: a training-only AU critic (its own architecture and seed; the evaluators are
+#     never a training signal), then 1200 decoder steps with it, the latent space kept (the shipped run started from
+#     the fp16 copy of runs/vae_detail, the previous checkpoint: the same weights up to rounding)
+"$IA" train critic --out runs/au_critic.safetensors --frames 40000 --steps 5000 --threads 1
+"$IA" train vae --config demo --run runs/vae_critic --init-from runs/vae_detail/state.pt --steps 1200 --lr 5e-4 \
+    --face-weight 4 --expression-weight 16 --keep-latents --au-critic runs/au_critic.safetensors --au-critic-weight 0.5 \
+    --eval-every 200 --threads 1 --device "$DEVICE"
+"$IA" train package --vae runs/vae_critic/state.pt --motion runs/motion_pts2/state.pt
 cp runs/latent_probe_pts.safetensors instructavatar/assets/demo/latent_probe.safetensors
+# 13. the audio-only lower bound of the quality tables, shipped beside the checkpoint: 20000 steps without text from
+#     scratch on the shipped motion encoder's latents (the same budget as the generator), then its generator alone
+"$IA" train motion --config demo --data data/motion_pts --run runs/motion_audio_only_ship --no-text --steps 20000 \
+    --save-every 500 --threads 1 --device "$DEVICE"
+"$IA" train package --motion-only runs/motion_audio_only_ship/state.pt
 echo "done: instructavatar/assets/demo/; quality tables: $IA train quality main|vae|paraphrase|steps|streaming"

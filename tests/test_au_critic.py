@@ -116,3 +116,19 @@ def test_motion_only_package_round_trip_and_checks(tmp_path):
     other, _ = _motion_state(model, tmp_path, (model.vae.motion_shift + 1.0, model.vae.motion_scale))
     with pytest.raises(WeightsError, match="another VAE"):
         load_motion_only(model, package_motion_only(other, tmp_path / "other.safetensors"))
+
+
+def test_package_with_the_shipped_generator_reproduces_the_checkpoint(tmp_path):
+    """A decoder-side fine-tune is packaged with the checkpoint's own generator (`--motion demo.safetensors`):
+    the shipped VAE + the shipped generator repackaged give the shipped tensors back."""
+    from safetensors.torch import load_file
+
+    from instructavatar.engine.loader import DEMO_WEIGHTS
+    from instructavatar.training.common import init_weights
+    from instructavatar.training.package import package
+
+    vae = {"model": {k: v for k, v in init_weights(str(DEMO_WEIGHTS), "vae.").items()}, "step": 1}
+    torch.save(vae, tmp_path / "vae.pt")
+    out = package(tmp_path / "vae.pt", DEMO_WEIGHTS, tmp_path / "demo.safetensors")
+    a, b = load_file(str(DEMO_WEIGHTS)), load_file(str(out))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)

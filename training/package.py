@@ -21,7 +21,7 @@ from ..engine.config import get_config
 from ..engine.loader import DEMO_WEIGHTS
 from ..engine.model import InstructAvatar
 from ..engine.vae import VAE
-from ..engine.weights import check_state_dict, save_checkpoint
+from ..engine.weights import check_state_dict, read_metadata, save_checkpoint
 
 FINGERPRINT_NAME = "fingerprint.json"
 AUDIO_ONLY_WEIGHTS = DEMO_WEIGHTS.with_name("audio_only.safetensors")
@@ -48,11 +48,27 @@ def with_zero_detail(expected: dict, state: dict) -> dict:
     return {**state, **{k: torch.zeros_like(v) for k, v in expected.items() if k.startswith(part)}}
 
 
+def motion_state_from_checkpoint(path: str | Path) -> dict:
+    """A packaged checkpoint's motion generator as a motion training state (weights + the latent statistics it
+    was trained with), so that a decoder-side fine-tune (`train vae --keep-latents`) is packaged with the
+    shipped generator: `train package --vae RUN/state.pt --motion demo.safetensors`."""
+    from safetensors.torch import load_file
+
+    w = load_file(str(path))
+    return {"model": {k: v.float() for k, v in w.items() if k.startswith(MOTION_PREFIXES)},
+            "motion_stats": {"shift": w["vae.motion_shift"].float(), "scale": w["vae.motion_scale"].float()},
+            "step": read_metadata(path).get("motion_step"), "flags": {}}
+
+
 def package(vae_state: Path, motion_state: Path, out: Path, config: str = "demo", dtype: str = "fp16") -> Path:
     cfg = get_config(config)
     model = InstructAvatar(cfg, pretrained_text=False)
     vae = torch.load(vae_state, map_location="cpu", weights_only=False)
-    motion = torch.load(motion_state, map_location="cpu", weights_only=False)
+    if str(motion_state).endswith(".safetensors"):
+        motion = motion_state_from_checkpoint(motion_state)
+        motion["seconds"] = 60 * float(read_metadata(motion_state).get("motion_minutes", 0))
+    else:
+        motion = torch.load(motion_state, map_location="cpu", weights_only=False)
     flags = motion.get("flags", {})
     if any(flags.get(k) for k in ("single_branch", "no_zero_gates")):
         raise SystemExit("this motion run is an ablation with a different structure; package the main run")
