@@ -141,14 +141,16 @@ def build_dataset(n: int, seed: int, cfg: EvaluatorConfig, workers: int) -> tupl
 
 
 # --------------------------------------------------------------------------------------------------- training
-def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    b = x.shape[0]
-    scale = 0.85 + 0.3 * torch.rand(b, 1, 1, 1, generator=g)
-    shift = 0.06 * (torch.rand(b, 1, 1, 1, generator=g) - 0.5)
+def augment(x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+    """Random per-frame contrast/brightness, a random blur and pixel noise on (B, 3, s, s) 0..1 frames (the random
+    numbers drawn on the CPU from g, so a run is the same on any device; differentiable in x)."""
+    b, dev = x.shape[0], x.device
+    scale = (0.85 + 0.3 * torch.rand(b, 1, 1, 1, generator=g)).to(dev)
+    shift = (0.06 * (torch.rand(b, 1, 1, 1, generator=g) - 0.5)).to(dev)
     x = x * scale + shift
-    blur = torch.rand(b, 1, 1, 1, generator=g) < 0.25
+    blur = (torch.rand(b, 1, 1, 1, generator=g) < 0.25).to(dev)
     x = torch.where(blur, F.avg_pool2d(x, 3, 1, 1, count_include_pad=False), x)
-    x = x + 0.015 * torch.randn(x.shape, generator=g)
+    x = x + 0.015 * torch.randn(x.shape, generator=g).to(dev)
     return x.clamp(0.0, 1.0)
 
 
@@ -178,7 +180,7 @@ def train(inputs: np.ndarray, ctrl: np.ndarray, cfg: EvaluatorConfig, steps: int
         idx = perm[pos:pos + batch]
         pos += batch
         x = x_all[idx].permute(0, 3, 1, 2).float().div(255.0).contiguous(memory_format=torch.channels_last)
-        out = net(_augment(x, g))
+        out = net(augment(x, g))
         loss = loss_fn(out, {k: v[idx] for k, v in tgt_all.items()})
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -11,12 +11,12 @@ import torch
 
 from instructavatar.avatarworld import controls as C
 from instructavatar.avatarworld.evaluators import CHECKPOINT_DIR, CHECKPOINT_NAME, face_crop, frames_to_input
+from instructavatar.avatarworld.train_evaluators import augment
 from instructavatar.engine.config import get_config
 from instructavatar.training.au_critic import (
     CRITIC_CONFIG,
     VISIBLE_COLUMNS,
     au_critic_loss,
-    augment,
     load_critic,
     save_critic,
 )

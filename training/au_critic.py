@@ -8,13 +8,13 @@ brow furrow, nose wrinkles, the chin crease, the lip corners): reconstruction of
 clip AU_F1 0.56 on the video where the renderer's frames score 0.96 (docs/STATUS.md). The critic tells the
 decoder, per frame, which of the single-frame-visible AUs (`evaluators.VISIBLE_AUS`) a viewer would not see.
 
-It is kept apart from the evaluators on purpose: the evaluators measure the model, so nothing is trained
-against them. The critic has its own architecture (`CRITIC_CONFIG`: other widths, strides and hidden size),
-seed and frames (128 px renders of train identities: half with independent balanced AUs, half drawn like the
-VAE's own targets), and the decoder sees it only through random photometric augmentation (`augment`), so
-that what lowers the loss is a visible AU rather than a pattern one network happens to respond to. Whether
-the AUs became visible is then judged by the evaluators and, independently of any network, by the PSNR on
-the pixels the AUs change (`train vae` eval, "on the AUs' pixels").
+It is kept apart from the evaluators on purpose: the evaluators measure the model, so nothing is trained against
+them. The critic has its own architecture (`CRITIC_CONFIG`: other widths, strides and hidden size), seed and frames
+(128 px renders of train identities: half with independent balanced AUs, half drawn like the VAE's own targets),
+and the decoder sees it only through random photometric augmentation (`train_evaluators.augment`), so that what
+lowers the loss is a visible AU rather than a pattern one network happens to respond to. Whether the AUs became
+visible is then judged by the evaluators and, independently of any network, by the PSNR on the pixels the AUs
+change (`train vae` eval, "on the AUs' pixels").
 """
 
 from __future__ import annotations
@@ -109,23 +109,12 @@ def load_critic(path: str | Path, device: str | torch.device = "cpu") -> Evaluat
     return net.to(device).eval().requires_grad_(False)
 
 
-def augment(x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
-    """Random per-frame contrast/brightness, a random blur and pixel noise on (B, 3, s, s) 0..1 (differentiable
-    in x): the decoder's frames reach the critic only through these."""
-    b = x.shape[0]
-    dev = x.device
-    scale = 0.85 + 0.3 * torch.rand(b, 1, 1, 1, generator=g).to(dev)
-    shift = 0.06 * (torch.rand(b, 1, 1, 1, generator=g).to(dev) - 0.5)
-    x = x * scale + shift
-    blur = (torch.rand(b, 1, 1, 1, generator=g) < 0.25).to(dev)
-    x = torch.where(blur, F.avg_pool2d(x, 3, 1, 1, count_include_pad=False), x)
-    return (x + 0.015 * torch.randn(x.shape, generator=g).to(dev)).clamp(0.0, 1.0)
-
-
 def au_critic_loss(critic: EvaluatorNet, frames: torch.Tensor, controls: torch.Tensor,
                    g: torch.Generator | None = None) -> torch.Tensor:
     """BCE of the critic's visible-AU logits on decoded frames (B, 3, S, S) in [-1, 1] against the targets'
     AU activity (controls (B, NUM_CONTROLS): intensity >= AU_ACTIVE_THRESHOLD). Gradients reach the frames only."""
+    from ..avatarworld.train_evaluators import augment  # the evaluators' training augmentation
+
     x = augment(face_crop((frames + 1.0) * 0.5, critic.cfg), g)
     logits = critic(x)["au_logit"][:, VISIBLE_COLUMNS]
     au = controls[:, C.AU_SLICE][:, VISIBLE_COLUMNS]
