@@ -82,6 +82,9 @@ def test_train_vae_adds_the_critic_loss_when_asked(tmp_path):
     with pytest.raises(SystemExit):
         run("neg", "--au-critic", str(path), "--au-critic-weight", "-1")
     assert not (tmp_path / "neg").exists()
+    with pytest.raises(SystemExit):                            # a usage error, not a traceback mid-setup
+        run("missing", "--au-critic", str(tmp_path / "none.safetensors"))
+    assert not (tmp_path / "missing").exists()
 
 
 def _motion_state(model, tmp_path, stats=None):
@@ -132,3 +135,11 @@ def test_package_with_the_shipped_generator_reproduces_the_checkpoint(tmp_path):
     out = package(tmp_path / "vae.pt", DEMO_WEIGHTS, tmp_path / "demo.safetensors")
     a, b = load_file(str(DEMO_WEIGHTS)), load_file(str(out))
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_quality_main_refuses_a_non_generator_audio_only_file_in_one_line(tmp_path, capsys):
+    from instructavatar.training.quality import main
+
+    assert main(["main", "--clips", "1", "--audio-only", str(CHECKPOINT_DIR / CHECKPOINT_NAME)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a motion-generator file" in err and "\n" not in err and "Traceback" not in err

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ..avatarworld import controls as C
 from ..avatarworld.evaluators import VISIBLE_AUS, EvaluatorConfig, EvaluatorNet, face_crop
+from ..avatarworld.train_evaluators import augment  # the evaluators' training augmentation, one definition
 
 FORMAT = "instructavatar-au-critic-v1"
 CRITIC_CONFIG = EvaluatorConfig(widths=(24, 48, 96, 160), strides=(2, 2, 2, 2), hidden=160)
@@ -113,8 +114,6 @@ def au_critic_loss(critic: EvaluatorNet, frames: torch.Tensor, controls: torch.T
                    g: torch.Generator | None = None) -> torch.Tensor:
     """BCE of the critic's visible-AU logits on decoded frames (B, 3, S, S) in [-1, 1] against the targets'
     AU activity (controls (B, NUM_CONTROLS): intensity >= AU_ACTIVE_THRESHOLD). Gradients reach the frames only."""
-    from ..avatarworld.train_evaluators import augment  # the evaluators' training augmentation
-
     x = augment(face_crop((frames + 1.0) * 0.5, critic.cfg), g)
     logits = critic(x)["au_logit"][:, VISIBLE_COLUMNS]
     au = controls[:, C.AU_SLICE][:, VISIBLE_COLUMNS]

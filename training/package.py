@@ -48,16 +48,22 @@ def with_zero_detail(expected: dict, state: dict) -> dict:
     return {**state, **{k: torch.zeros_like(v) for k, v in expected.items() if k.startswith(part)}}
 
 
+def refuse_ablation(flags: dict, what: str = "package the main run") -> None:
+    """Ablations with another structure (single branch, no zero gates) do not load into the config's model."""
+    if any(flags.get(k) for k in ("single_branch", "no_zero_gates")):
+        raise SystemExit(f"this motion run is an ablation with a different structure; {what}")
+
+
 def motion_state_from_checkpoint(path: str | Path) -> dict:
     """A packaged checkpoint's motion generator as a motion training state (weights + the latent statistics it
     was trained with), so that a decoder-side fine-tune (`train vae --keep-latents`) is packaged with the
     shipped generator: `train package --vae RUN/state.pt --motion demo.safetensors`."""
     from safetensors.torch import load_file
 
-    w = load_file(str(path))
+    w, meta = load_file(str(path)), read_metadata(path)
     return {"model": {k: v.float() for k, v in w.items() if k.startswith(MOTION_PREFIXES)},
             "motion_stats": {"shift": w["vae.motion_shift"].float(), "scale": w["vae.motion_scale"].float()},
-            "step": read_metadata(path).get("motion_step"), "flags": {}}
+            "step": meta.get("motion_step"), "seconds": 60 * float(meta.get("motion_minutes", 0)), "flags": {}}
 
 
 def package(vae_state: Path, motion_state: Path, out: Path, config: str = "demo", dtype: str = "fp16") -> Path:
@@ -66,12 +72,9 @@ def package(vae_state: Path, motion_state: Path, out: Path, config: str = "demo"
     vae = torch.load(vae_state, map_location="cpu", weights_only=False)
     if str(motion_state).endswith(".safetensors"):
         motion = motion_state_from_checkpoint(motion_state)
-        motion["seconds"] = 60 * float(read_metadata(motion_state).get("motion_minutes", 0))
     else:
         motion = torch.load(motion_state, map_location="cpu", weights_only=False)
-    flags = motion.get("flags", {})
-    if any(flags.get(k) for k in ("single_branch", "no_zero_gates")):
-        raise SystemExit("this motion run is an ablation with a different structure; package the main run")
+    refuse_ablation(motion.get("flags", {}))
     expected = model.trainable_state_dict()
     state = with_zero_detail(expected, combined_state(vae, motion))
     check_state_dict(expected, state, f"{vae_state} + {motion_state}")
@@ -91,9 +94,7 @@ def package_motion_only(motion_state: Path, out: Path, config: str = "demo") -> 
     cfg = get_config(config)
     motion = torch.load(motion_state, map_location="cpu", weights_only=False)
     flags = motion.get("flags", {})
-    if any(flags.get(k) for k in ("single_branch", "no_zero_gates")):
-        raise SystemExit("this motion run is an ablation with a different structure; it cannot load into "
-                         f"the {config} config")
+    refuse_ablation(flags, f"it cannot load into the {config} config")
     expected = {k: v for k, v in InstructAvatar(cfg, pretrained_text=False).trainable_state_dict().items()
                 if k.startswith(MOTION_PREFIXES)}
     check_state_dict(expected, motion["model"], str(motion_state))
@@ -115,7 +116,7 @@ def load_motion_only(model: InstructAvatar, path: str | Path) -> dict:
     import numpy as np
     from safetensors.torch import load_file
 
-    from ..engine.weights import WeightsError, read_metadata
+    from ..engine.weights import WeightsError
 
     meta = read_metadata(path)
     if meta.get("format") != MOTION_FORMAT:

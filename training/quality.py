@@ -569,6 +569,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"instructavatar train quality: error: {label} {path}: file not found", file=sys.stderr)
             return 2
     try:
+        if str(args.audio_only).endswith(".safetensors"):       # refused before any clip is generated
+            from ..engine.weights import WeightsError, read_metadata
+            from .package import MOTION_FORMAT
+
+            if read_metadata(args.audio_only).get("format") != MOTION_FORMAT:
+                raise WeightsError(f"--audio-only {args.audio_only}: not a motion-generator file; write one with "
+                                   "`instructavatar train package --motion-only RUN/state.pt`")
         clips = eval_clips(args.clips, args.seed)
         ev = _evaluator()
         probe = _probe(args.probe)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,6 +38,7 @@ import torch.nn.functional as F
 from ..avatarworld.controls import AU_NAMES, INDEX
 from ..engine.config import get_config
 from ..engine.vae import VAE
+from .au_critic import au_critic_loss, load_critic
 from .common import RunDir, Stopwatch, cosine_lr, init_weights, load_vae_weights, psnr, restore_rng, rng_state
 from .vae_data import FramePairSampler, fixed_eval_set
 
@@ -136,8 +138,6 @@ def vae_losses(vae: VAE, batch: dict[str, torch.Tensor], kl_weight: float, train
         losses["au_mse"] = F.mse_loss(au_head(mot_mean.flatten(1)), batch["controls"][:, AU_COLUMNS])
         losses["total"] = losses["total"] + au_weight * losses["au_mse"]
     if critic is not None and "controls" in batch:               # perceptual AU loss (training/au_critic.py)
-        from .au_critic import au_critic_loss
-
         losses["au_critic"] = au_critic_loss(critic, recon, batch["controls"], critic_gen)
         losses["total"] = losses["total"] + critic_weight * losses["au_critic"]
     losses["psnr"] = psnr(recon.detach(), target).mean()
@@ -283,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.au_weight < 0 or args.face_weight < 0 or args.expression_weight < 0 or args.au_critic_weight < 0:
         ap.error("--au-weight, --face-weight, --expression-weight and --au-critic-weight must be >= 0")
+    if args.au_critic and not Path(args.au_critic).is_file():
+        ap.error(f"--au-critic {args.au_critic}: file not found (train one with `instructavatar train critic`)")
     if args.keep_latents and args.au_weight > 0:
         ap.error("--keep-latents freezes the motion encoder, which the AU read-out (--au-weight) trains")
     cfg = with_motion_input(with_motion_grid(get_config(args.config), args.motion_grid), args.motion_input)
@@ -351,8 +353,6 @@ def main(argv: list[str] | None = None) -> int:
     vae.to(device)
     critic = None
     if args.au_critic:
-        from .au_critic import load_critic
-
         critic = load_critic(args.au_critic, device)
         print(f"[vae] AU critic {args.au_critic}, weight {args.au_critic_weight}")
     critic_gen = torch.Generator().manual_seed(args.seed + 5)
