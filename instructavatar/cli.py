@@ -368,8 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(d)
     d.set_defaults(func=cmd_demo)
 
-    t = sub.add_parser("train", add_help=False, help="training steps: vae, prepare, latents, motion, package",
-                       description="instructavatar train {vae,prepare,latents,motion,package} [options]")
+    from .training.cli import STEPS as TRAIN_STEPS  # a plain dict; importing it loads no torch
+
+    t = sub.add_parser("train", add_help=False, help="training steps: " + ", ".join(TRAIN_STEPS),
+                       description="instructavatar train {" + ",".join(TRAIN_STEPS) + "} [options]")
     t.add_argument("rest", nargs=argparse.REMAINDER)
     t.set_defaults(func=cmd_train)
     return p

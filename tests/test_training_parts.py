@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -317,3 +318,53 @@ def test_negative_blink_weight_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--blink-weight", "-1"])
     assert exc.value.code == 2 and "--blink-weight must be >= 0" in capsys.readouterr().err
+
+
+def _prepared_folder(root: Path, seed: int, clips: int, vae_step: int, scale: float = 1.0,
+                     digest: str | None = None) -> np.ndarray:
+    """A prepared motion-data folder as `train prepare` + `train latents` leave it, with random latents."""
+    from instructavatar.avatarworld import dataset
+    from instructavatar.avatarworld.dataset import ClipDataset
+
+    dataset.generate(dataset.GenerateConfig(out=str(root / "clips"), clips=clips, seed=seed, size=64,
+                                            speech_cache=str(root.parent / "speech")), progress=False)
+    lengths = np.array([len(ClipDataset(root / "clips", load_frames=False)[i].controls) for i in range(clips)])
+    K, L, D = 3, 4, 8
+    np.savez(root / "part_0000.npz", lengths=lengths, tokens=np.zeros((clips, K, L, D), np.float16),
+             token_mask=np.ones((clips, K, L), np.uint8), pooled=np.zeros((clips, K, D), np.float16))
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((int(lengths.sum()), 6))
+    raw = ((z - z.mean(0)) / z.std(0) * scale + 0.5).astype(np.float32)     # the same statistics in every folder
+    shift, sd = latent_stats(raw)
+    extra = {} if digest is None else {"vae_sha256": np.array(digest)}
+    np.savez(root / "latents.npz", frames=raw, keyframes=raw[:clips], shift=shift, scale=sd,
+             vae_step=np.array(vae_step), **extra)
+    return raw
+
+
+def test_motion_data_joins_folders_with_the_first_folders_statistics(tmp_path):
+    from instructavatar.training.motion_data import MotionData
+
+    a, b, c, d, e = (tmp_path / n for n in "abcde")
+    for p in (a, b, c, d, e):
+        p.mkdir()
+    raw_a = _prepared_folder(a, 0, 3, vae_step=7, digest="aa")
+    raw_b = _prepared_folder(b, 1, 2, vae_step=7)               # no digest recorded (older latents): stats only
+    one = MotionData(a)
+    both = MotionData(f"{a},{b}")
+    assert len(both) == 5 and len(both.latents) == len(raw_a) + len(raw_b) == both.frame_offsets[-1]
+    assert both.tokens.shape[0] == 5 and len(both.audio) == 5 and len(both.kind) == 5
+    np.testing.assert_array_equal(both.shift, one.shift)
+    np.testing.assert_allclose(both.latents[len(raw_a):], (raw_b - one.shift) / one.scale, rtol=1e-6)
+    np.testing.assert_allclose(both.latents[:len(raw_a)], one.latents)
+    _prepared_folder(c, 2, 2, vae_step=8)                       # another VAE's latents: refused
+    with pytest.raises(ValueError, match="VAE step 8"):
+        MotionData([a, c])
+    _prepared_folder(d, 3, 2, vae_step=7, scale=3.0)            # same step, different statistics: refused
+    with pytest.raises(ValueError, match="statistics differ"):
+        MotionData([a, d])
+    _prepared_folder(e, 4, 2, vae_step=7, digest="bb")          # another VAE file: refused
+    with pytest.raises(ValueError, match="different VAE files"):
+        MotionData([a, e])
+    with pytest.raises(FileNotFoundError, match="train latents"):
+        MotionData([a, tmp_path / "missing"])

@@ -13,6 +13,7 @@ arrays with offsets, loaded with memory mapping. Both steps are resumable per sh
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -137,8 +138,48 @@ def encode_latents(data: Path, vae_state: Path, config: str = "demo", threads: i
     shift, scale = latent_stats(frames)
     out = data / "latents.npz"
     np.savez(out, frames=frames, keyframes=np.concatenate(keys), shift=shift, scale=scale,
-             vae_step=np.array(state.get("step", -1)))
+             vae_step=np.array(state.get("step", -1)), vae_sha256=np.array(file_sha256(Path(vae_state))))
     return out
+
+
+def data_dirs(data: Path | str | list) -> list[Path]:
+    """Prepared data folders from a path, a comma-separated string of paths, or a list of either."""
+    items = data if isinstance(data, (list, tuple)) else [data]
+    dirs = [Path(p) for item in items for p in str(item).split(",") if p.strip()]
+    if not dirs:
+        raise ValueError("no data folder given")
+    for d in dirs:
+        if not (d / "latents.npz").is_file():
+            raise FileNotFoundError(f"{d}/latents.npz not found: run `train prepare` and `train latents` first")
+    return dirs
+
+
+def check_same_vae(first_dir: Path, first, other_dir: Path, other, shift_tolerance: float = 0.25,
+                   scale_ratio: float = 1.5) -> None:
+    """Refuse to mix latents of different VAEs: the VAE file's digest (when both folders recorded it) and the
+    VAE step must agree, and each dimension's mean must lie within `shift_tolerance` of the first folder's std
+    and its std within a factor `scale_ratio` (two samples of one world differ far less: 4500 fresh clips vs
+    the 1500 of data/motion, 0.05 std and a factor 1.12 at most; another VAE's latents differ by whole stds)."""
+    digests = [str(z["vae_sha256"]) if "vae_sha256" in z else None for z in (first, other)]
+    if None not in digests and digests[0] != digests[1]:
+        raise ValueError(f"{other_dir} and {first_dir} hold latents of different VAE files: encode both with the "
+                         "same VAE (`train latents --vae ...`)")
+    if int(first["vae_step"]) != int(other["vae_step"]):
+        raise ValueError(f"{other_dir} holds latents of VAE step {int(other['vae_step'])}, {first_dir} of step "
+                         f"{int(first['vae_step'])}: encode both with the same VAE (`train latents --vae ...`)")
+    shift_off = float(np.max(np.abs(other["shift"] - first["shift"]) / first["scale"]))
+    ratio = float(np.max(np.maximum(other["scale"] / first["scale"], first["scale"] / other["scale"])))
+    if shift_off > shift_tolerance or ratio > scale_ratio:
+        raise ValueError(f"{other_dir}'s latent statistics differ from {first_dir}'s (means by {shift_off:.2f} "
+                         f"of a std, stds by a factor {ratio:.2f}): not latents of the same VAE")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def latent_stats(raw: np.ndarray, floor: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
@@ -150,30 +191,42 @@ def latent_stats(raw: np.ndarray, floor: float = 0.1) -> tuple[np.ndarray, np.nd
 
 
 class MotionData:
-    """Everything the motion trainer samples from, in memory (a few hundred MB for ~1500 clips)."""
+    """Everything the motion trainer samples from, in memory (a few hundred MB per ~1500 clips).
 
-    def __init__(self, data: Path, config: str = "demo"):
+    `data` is one prepared folder or several (`train motion --data data/motion,data/motion_more`): their clips
+    are concatenated and every latent is normalised with the first folder's statistics, so all of them must
+    hold latents of the same VAE (checked: the VAE step and, loosely, the statistics must agree)."""
+
+    def __init__(self, data: Path | str | list, config: str = "demo"):
         cfg = get_config(config)
-        ds = ClipDataset(data / "clips", load_frames=False)
-        parts = sorted(data.glob("part_*.npz"))
-        lat = np.load(data / "latents.npz")
-        self.shift, self.scale = lat["shift"], lat["scale"]          # the VAE's motion_shift / motion_scale
-        self.latents = (lat["frames"] - self.shift) / self.scale       # normalised, as the VAE will emit them
-        self.keyframes = (lat["keyframes"] - self.shift) / self.scale
-        tokens, masks, pooled, lengths = [], [], [], []
-        for p in parts:
-            z = np.load(p)
-            tokens.append(z["tokens"])
-            masks.append(z["token_mask"])
-            pooled.append(z["pooled"])
-            lengths.append(z["lengths"])
+        dirs = data_dirs(data)
+        first = np.load(dirs[0] / "latents.npz")
+        self.shift, self.scale = first["shift"], first["scale"]        # the VAE's motion_shift / motion_scale
+        frames, keyframes, tokens, masks, pooled, lengths, clips = [], [], [], [], [], [], []
+        for d in dirs:
+            lat = first if d == dirs[0] else np.load(d / "latents.npz")
+            check_same_vae(dirs[0], first, d, lat)
+            n0 = sum(len(x) for x in lengths)
+            for p in sorted(d.glob("part_*.npz")):
+                z = np.load(p)
+                tokens.append(z["tokens"])
+                masks.append(z["token_mask"])
+                pooled.append(z["pooled"])
+                lengths.append(z["lengths"])
+            n = sum(len(x) for x in lengths) - n0
+            ds = ClipDataset(d / "clips", load_frames=False)
+            clips.extend(ds[i] for i in range(n))
+            if len(lat["frames"]) != sum(len(c.controls) for c in clips[len(clips) - n:]):
+                raise RuntimeError(f"{d}/latents.npz does not match the prepared parts: run `train latents` again")
+            frames.append(lat["frames"])
+            keyframes.append(lat["keyframes"])
+        self.latents = (np.concatenate(frames) - self.shift) / self.scale     # normalised, as the VAE emits them
+        self.keyframes = (np.concatenate(keyframes) - self.shift) / self.scale
         self.tokens = np.concatenate(tokens)          # (C, K, L, Dt) fp16
         self.token_mask = np.concatenate(masks)       # (C, K, L)
         self.pooled = np.concatenate(pooled)          # (C, K, Dt) fp16
         lengths = np.concatenate(lengths)
-        n = len(lengths)
         self.frame_offsets = np.concatenate([[0], np.cumsum(lengths)])
-        clips = [ds[i] for i in range(n)]
         self.audio = [c.audio for c in clips]
         self.controls = np.concatenate([c.controls for c in clips]).astype(np.float32)   # (frames, NUM_CONTROLS)
         self.pose = np.concatenate([c.pose for c in clips]).astype(np.float32)

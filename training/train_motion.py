@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -130,7 +129,9 @@ def losses(model: MotionModel, batch: dict, alphas_cumprod: torch.Tensor, args) 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="instructavatar train motion")
     ap.add_argument("--config", default="demo")
-    ap.add_argument("--data", default="data/motion")
+    ap.add_argument("--data", default="data/motion",
+                    help="prepared data folder, or several separated by commas (all normalised with the first's "
+                         "latent statistics)")
     ap.add_argument("--run", default="runs/motion")
     ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--minutes", type=float, default=None)
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in st.items():
             if torch.is_tensor(v) and k != "step":
                 st[k] = v.to(device)
-    data = MotionData(Path(args.data), args.config)
+    data = MotionData(args.data, args.config)
     sampler = WindowSampler(data, cfg, args)
     ac = torch.from_numpy(vp_alphas_cumprod(cfg.diffusion).astype(np.float32)).to(device)
     clock = Stopwatch(args.minutes)
