@@ -102,3 +102,33 @@ def test_guidance_list_must_be_numbers(capsys):
     with pytest.raises(SystemExit) as e:
         Q.main(["guidance", "--guidance-list", "1,x"])
     assert e.value.code == 2 and "--guidance-list" in capsys.readouterr().err
+
+
+def test_repeated_clips_are_sampled_with_other_seeds_and_the_same_text(monkeypatch):
+    calls = []
+
+    class Pipe:
+        def prepare(self, image):
+            return "portrait"
+
+    monkeypatch.setattr(Q, "portrait_of", lambda clip, size: None)
+    monkeypatch.setattr(Q, "generate_offline",
+                        lambda pipe, portrait, audio, text, seed: calls.append((text, seed)) or (None, None))
+    clips = [type("Clip", (), {"audio": None, "name": f"c{i}"})() for i in range(3)]
+    text_of = lambda clip, i: f"{clip.name}/{i}"            # noqa: E731
+    single = Q.model_output(Pipe(), text_of, 8)
+    for i, c in enumerate(clips):
+        single(i, c)
+    assert calls == [("c0/0", 0), ("c1/1", 1), ("c2/2", 2)]
+    calls.clear()
+    repeated = Q.model_output(Pipe(), text_of, 8, n_clips=3)
+    for j, c in enumerate(clips * 2):
+        repeated(j, c)
+    # the first pass is the single-seed table's; the second: the same clips and texts, seeds 3..5
+    assert calls == [("c0/0", 0), ("c1/1", 1), ("c2/2", 2), ("c0/0", 3), ("c1/1", 4), ("c2/2", 5)]
+
+
+def test_sample_seeds_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as exc:
+        Q.main(["main", "--sample-seeds", "0"])
+    assert exc.value.code == 2 and "--sample-seeds must be >= 1" in capsys.readouterr().err
