@@ -368,3 +368,16 @@ def test_motion_data_joins_folders_with_the_first_folders_statistics(tmp_path):
         MotionData([a, e])
     with pytest.raises(FileNotFoundError, match="train latents"):
         MotionData([a, tmp_path / "missing"])
+    z = dict(np.load(b / "latents.npz"))
+    np.savez(b / "latents.npz", **{**z, "frames": z["frames"][:-1]})     # latents of other parts: refused
+    with pytest.raises(RuntimeError, match="does not match the prepared parts"):
+        MotionData([a, b])
+
+
+def test_a_missing_data_folder_is_a_usage_error_before_the_run_folder_is_made(tmp_path, capsys):
+    from instructavatar.training.train_motion import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--data", str(tmp_path / "missing"), "--run", str(tmp_path / "run")])
+    assert exc.value.code == 2 and "train latents" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

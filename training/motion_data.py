@@ -195,7 +195,7 @@ class MotionData:
 
     `data` is one prepared folder or several (`train motion --data data/motion,data/motion_more`): their clips
     are concatenated and every latent is normalised with the first folder's statistics, so all of them must
-    hold latents of the same VAE (checked: the VAE step and, loosely, the statistics must agree)."""
+    hold latents of the same VAE (`check_same_vae`)."""
 
     def __init__(self, data: Path | str | list, config: str = "demo"):
         cfg = get_config(config)
@@ -206,18 +206,17 @@ class MotionData:
         for d in dirs:
             lat = first if d == dirs[0] else np.load(d / "latents.npz")
             check_same_vae(dirs[0], first, d, lat)
-            n0 = sum(len(x) for x in lengths)
-            for p in sorted(d.glob("part_*.npz")):
-                z = np.load(p)
+            parts = [np.load(p) for p in sorted(d.glob("part_*.npz"))]
+            dir_lengths = np.concatenate([z["lengths"] for z in parts])
+            if len(lat["frames"]) != dir_lengths.sum():
+                raise RuntimeError(f"{d}/latents.npz does not match the prepared parts: run `train latents` again")
+            for z in parts:
                 tokens.append(z["tokens"])
                 masks.append(z["token_mask"])
                 pooled.append(z["pooled"])
-                lengths.append(z["lengths"])
-            n = sum(len(x) for x in lengths) - n0
+            lengths.append(dir_lengths)
             ds = ClipDataset(d / "clips", load_frames=False)
-            clips.extend(ds[i] for i in range(n))
-            if len(lat["frames"]) != sum(len(c.controls) for c in clips[len(clips) - n:]):
-                raise RuntimeError(f"{d}/latents.npz does not match the prepared parts: run `train latents` again")
+            clips.extend(ds[i] for i in range(len(dir_lengths)))
             frames.append(lat["frames"])
             keyframes.append(lat["keyframes"])
         self.latents = (np.concatenate(frames) - self.shift) / self.scale     # normalised, as the VAE emits them
@@ -238,8 +237,6 @@ class MotionData:
         self.identity = np.array([c.identity for c in clips])
         self.lengths = lengths
         self.spf = cfg.media.samples_per_frame
-        if len(self.latents) != self.frame_offsets[-1]:
-            raise RuntimeError("latents.npz does not match the prepared parts: run `train latents` again")
 
     def __len__(self) -> int:
         return len(self.lengths)

@@ -163,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--blink-weight must be >= 0")
     torch.set_num_threads(args.threads)
     cfg = model_config(args)
+    try:                                   # bad data folders are a usage error, before the run folder is made
+        data = MotionData(args.data, args.config)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        ap.error(str(e))
     run = RunDir(args.run)
     run.write_json("args.json", vars(args))
     torch.manual_seed(args.seed)
@@ -187,7 +191,6 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in st.items():
             if torch.is_tensor(v) and k != "step":
                 st[k] = v.to(device)
-    data = MotionData(args.data, args.config)
     sampler = WindowSampler(data, cfg, args)
     ac = torch.from_numpy(vp_alphas_cumprod(cfg.diffusion).astype(np.float32)).to(device)
     clock = Stopwatch(args.minutes)
