@@ -3,6 +3,9 @@ vector per video frame) -> audio Conformer with absolute positions -> projection
 
 (B, S) waveform at 16 kHz with S = F * 640 -> (B, F, d_model): added element-wise to the motion tokens.
 Motion-only mode feeds silence (zeros) through the same encoder, as the paper does with empty audio.
+With `blink_cue` (demo config) a per-frame blink cue (B, F) in [0, 1] (engine/blinks.py: the engine schedules idle
+blinks, the model renders them) goes through a zero-initialised Linear(1, out_dim) and is added to the output;
+no cue = zeros.
 """
 
 from __future__ import annotations
@@ -23,11 +26,23 @@ class AudioEncoder(nn.Module):
         self.register_buffer("positions", sinusoidal_table(max_frames, c.d_model), persistent=False)
         self.layers = nn.ModuleList(ConformerLayer(c) for _ in range(c.layers))
         self.out_proj = nn.Linear(c.d_model, out_dim)
+        self.blink_proj = None
+        if cfg.blink_cue:
+            self.blink_proj = nn.Linear(1, out_dim)
+            nn.init.zeros_(self.blink_proj.weight)
+            nn.init.zeros_(self.blink_proj.bias)
 
-    def forward(self, wave: Tensor) -> Tensor:
+    def forward(self, wave: Tensor, blink: Tensor | None = None) -> Tensor:
         feats = self.frontend(wave)                                  # (B, 2F, feature_dim) at 50 Hz
         h = self.downsample(feats.transpose(1, 2)).transpose(1, 2)   # (B, F, d) at 25 Hz
         h = h + self.positions[: h.shape[1]][None]
         for layer in self.layers:
             h = layer(h)
-        return self.out_proj(h)                                      # (B, F, out_dim)
+        out = self.out_proj(h)                                       # (B, F, out_dim)
+        if self.blink_proj is not None:
+            if blink is None:
+                blink = out.new_zeros(out.shape[:2])
+            if tuple(blink.shape) != tuple(out.shape[:2]):
+                raise ValueError(f"blink cue must be (B, F) = {tuple(out.shape[:2])}, got {tuple(blink.shape)}")
+            out = out + self.blink_proj(blink.to(out.dtype)[..., None])
+        return out

@@ -13,7 +13,8 @@ L = denoiser layers, N = instruction tokens, S = audio samples):
                      points (B,P,2) f32 [-1,1] (vae.landmark_points = P > 0)
   encode_text        ids (B,N) i64, mask (B,N) i64              -> tokens (B,N,Dt), pooled (B,Dt)
   condition          tokens, mask, pooled, keyframe (B,M) scaled -> InstructionTensors
-  encode_audio       wave (B,S) f32 16 kHz, S = T*640           -> (B,T,D)
+  encode_audio       wave (B,S) f32 16 kHz, S = T*640,          -> (B,T,D)
+                     blink (B,T) f32 idle-blink cue or None (models with audio.blink_cue; engine/blinks.py)
   denoise            x_t (B,T,M), t (B,) i64, audio (B,T,D), known (B,T) f32, InstructionTensors
                                                                 -> x0 (B,T,M)
   decode             motion (N,M), appearance (N,Ca,h,w)        -> frames (N,3,H,W) f32 [-1,1]
@@ -63,7 +64,7 @@ class Backend(Protocol):
     def encode_text(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
     def condition(self, tokens: np.ndarray, mask: np.ndarray, pooled: np.ndarray,
                   keyframe: np.ndarray) -> InstructionTensors: ...
-    def encode_audio(self, wave: np.ndarray) -> np.ndarray: ...
+    def encode_audio(self, wave: np.ndarray, blink: np.ndarray | None = None) -> np.ndarray: ...
     def denoise(self, x_t: np.ndarray, t: np.ndarray, audio: np.ndarray, known: np.ndarray,
                 inst: InstructionTensors) -> np.ndarray: ...
     def decode(self, motion: np.ndarray, appearance: np.ndarray) -> np.ndarray: ...
@@ -119,8 +120,10 @@ class TorchBackend:
         return InstructionTensors(const=self._np(cache.const), keys=self._np(cache.keys),
                                   values=self._np(cache.values), mask=mask)
 
-    def encode_audio(self, wave):
-        return self._np(self._run(self.model.audio_encoder, wave))
+    def encode_audio(self, wave, blink=None):
+        if blink is None:
+            return self._np(self._run(self.model.audio_encoder, wave))
+        return self._np(self._run(self.model.audio_encoder, wave, blink))
 
     def denoise(self, x_t, t, audio, known, inst):
         return self._np(self._run(self.model.denoiser, x_t, t, audio, known, inst.const, inst.keys, inst.values,

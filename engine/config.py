@@ -107,6 +107,18 @@ class AudioConfig:
     n_fft: int = 512                 # logmel only
     win_length: int = 400            # logmel only (25 ms)
     hop_length: int = 320            # both front ends produce 50 Hz features (2 per video frame)
+    blink_cue: bool = False          # a per-frame blink cue (engine/blinks.py) is projected (zero-initialised
+                                     # Linear 1 -> width) and added to the audio features; off in `paper`
+
+
+@dataclass(frozen=True)
+class BlinkConfig:
+    """The engine's idle-blink schedule (engine/blinks.py), used when `audio.blink_cue` is on. Human-like
+    statistics: a blink every 2-6 s, 160-240 ms long (the synthetic world draws its idle blinks the same way)."""
+    interval_s: tuple[float, float] = (2.0, 6.0)     # time between blink centres, uniform
+    first_s: tuple[float, float] = (0.3, 3.5)        # centre of a session's first blink, uniform
+    duration_s: tuple[float, float] = (0.16, 0.24)   # raised-cosine pulse length, uniform
+    peak: tuple[float, float] = (0.9, 1.0)           # pulse height, uniform
 
 
 @dataclass(frozen=True)
@@ -176,6 +188,7 @@ class ModelConfig:
     diffusion: DiffusionConfig
     stream: StreamConfig
     max_audio_seconds: float = 600.0
+    blinks: BlinkConfig = field(default_factory=BlinkConfig)
     extras: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -233,7 +246,8 @@ def _demo() -> ModelConfig:
             landmark_points=129,                       # the world's landmarks as coordinates (engine/vae.py)
         ),
         audio=AudioConfig(frontend="logmel", feature_dim=64,
-                          conformer=ConformerConfig(d_model=128, layers=2, heads=4, ffn_dim=256, kernel=7)),
+                          conformer=ConformerConfig(d_model=128, layers=2, heads=4, ffn_dim=256, kernel=7),
+                          blink_cue=True),
         text=TextConfig(kind="minilm", width=384, layers=6, heads=12, ffn_dim=1536, context=64, vocab=30522),
         denoiser=DenoiserConfig(
             conformer=ConformerConfig(d_model=192, layers=4, heads=4, ffn_dim=384, kernel=7),

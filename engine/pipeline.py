@@ -14,6 +14,11 @@ continue the old ones. Offline generation is
 the same loop over the whole input, so streaming and offline give identical frames however the input
 audio is split.
 
+Idle blinks (models with `audio.blink_cue`, the demo config): each session has a `BlinkSchedule`
+(engine/blinks.py) whose per-frame cue for the window's frames goes to the audio encoder with the audio, so the
+engine decides when the avatar blinks and the model renders it; the cue depends on the seed and the frame index
+only, so it too is the same however the audio is split.
+
 Instruction guidance (`guidance` g > 1, classifier-free-guidance style with the neutral default instruction
 as the reference): for a session whose instruction is not the default one, every DDIM step also runs the
 denoiser with the default instruction (same noisy motion, audio and keyframe, in the same batch) and uses
@@ -31,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import Backend, InstructionTensors
+from .blinks import BlinkSchedule
 from .config import ModelConfig
 from .ddim import DDIMSampler
 from .image_io import load_portrait, to_frames, to_model_input
@@ -91,6 +97,7 @@ class Session:
     motion_log: list[np.ndarray] = field(default_factory=list)   # emitted motion per chunk (diffusion scale)
     keep_motion: bool = False
     paired: InstructionTensors | None = None   # [instruction; default instruction] stacked, for a guided step alone
+    blinks: BlinkSchedule | None = None         # idle-blink cue (models with `audio.blink_cue`); None = no cue
 
     @property
     def guided(self) -> bool:
@@ -210,11 +217,16 @@ class Pipeline:
                                         + [self._neutral(sessions[b].portrait) for b in guided])
 
     def new_session(self, portrait, instruction: str | None = None, seed: int = 0,
-                    keep_motion: bool = False) -> tuple[Session, list[str]]:
+                    keep_motion: bool = False, idle_blinks: bool = True) -> tuple[Session, list[str]]:
+        """A stream for one portrait. `idle_blinks` (models with a blink cue): the engine schedules blinks
+        (engine/blinks.py); off, the avatar blinks only when the instruction asks for it."""
         p = portrait if isinstance(portrait, Portrait) else self.prepare(portrait)
         inst, text, warnings = self.encode_instruction(instruction, p.keyframe)
+        blinks = None
+        if self.cfg.audio.blink_cue:
+            blinks = BlinkSchedule(self.cfg.blinks, self.cfg.media.fps, seed, enabled=idle_blinks)
         session = Session(pipeline=self, portrait=p, instruction_text=text, instruction=inst,
-                          rng=np.random.default_rng(seed), keep_motion=keep_motion)
+                          rng=np.random.default_rng(seed), keep_motion=keep_motion, blinks=blinks)
         return session, warnings
 
     # -- once per chunk -------------------------------------------------------------------------------
@@ -230,8 +242,12 @@ class Pipeline:
         B, T, M = len(sessions), P + C, self.cfg.motion_dim
 
         wave = np.stack([c if P == 0 else np.concatenate([s.prefix_audio, c]) for s, c in zip(sessions, chunks)])
+        blink = None
+        if self.cfg.audio.blink_cue:                                                   # (B, T) idle-blink cue
+            blink = np.stack([s.blinks.cue(s.frames_emitted - P, T) if s.blinks is not None
+                              else np.zeros(T, np.float32) for s in sessions])
         with _timed(self.timings, "audio"):
-            audio = self.backend.encode_audio(wave.astype(np.float32))               # (B, T, D)
+            audio = self.backend.encode_audio(wave.astype(np.float32), blink)          # (B, T, D)
         # denoiser rows: every session, then each guided session again with the default instruction
         guided = [b for b, s in enumerate(sessions) if s.guided]
         rows = np.r_[np.arange(B), guided].astype(np.int64)                            # (B + G,)
@@ -286,14 +302,15 @@ class Pipeline:
     # -- whole inputs ---------------------------------------------------------------------------------
     def generate(self, portrait, audio: np.ndarray | None = None, seconds: float | None = None,
                  instruction: str | None = None, seed: int = 0, progress=None,
-                 warnings: list[str] | None = None) -> np.ndarray:
+                 warnings: list[str] | None = None, idle_blinks: bool = True) -> np.ndarray:
         """Offline: all frames for `audio` (16 kHz mono float32) or `seconds` of silence (motion only).
+        `idle_blinks`: see `new_session`.
         Warnings (e.g. a truncated instruction) are appended to `warnings` when a list is given."""
         if (audio is None) == (seconds is None):
             raise ValueError("give either audio or seconds")
         if audio is None:
             audio = np.zeros(int(round(seconds * self.cfg.media.sample_rate)), np.float32)
-        session, found = self.new_session(portrait, instruction, seed)
+        session, found = self.new_session(portrait, instruction, seed, idle_blinks=idle_blinks)
         if warnings is not None:
             warnings.extend(found)
         return np.concatenate(list(self.stream(session, _chunks(audio, self.chunk_samples), progress)))

@@ -176,7 +176,8 @@ def cmd_render(args) -> int:
     try:
         frames = pipeline.generate(portrait, audio=model_audio,
                                    seconds=None if audio is not None else n_samples / rate,
-                                   instruction=instruction, seed=args.seed, progress=bar.update)
+                                   instruction=instruction, seed=args.seed, progress=bar.update,
+                                   idle_blinks=not args.no_idle_blinks)
     finally:
         bar.close()
     gen_s = time.perf_counter() - t1
@@ -349,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--instruction", help='what to do, e.g. "talk happily" (default: a neutral expression)')
     r.add_argument("--out", required=True, help="output .mp4")
     _model_args(r)
+    r.add_argument("--no-idle-blinks", action="store_true",
+                   help="the engine schedules no blinks (the avatar blinks only when the instruction says so)")
     r.add_argument("--eta", type=float, default=None, help="DDIM eta in [0, 1] (default: the config's, 0)")
     r.add_argument("--config", default="demo", help="model configuration: demo or paper (default demo)")
     r.add_argument("--weights", help="checkpoint (.safetensors); default: the shipped demo checkpoint")

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..avatarworld.controls import AU_IDS
+from ..avatarworld.controls import INDEX as CONTROL_INDEX
 from ..engine.audio_encoder import AudioEncoder
 from ..engine.config import ModelConfig, get_config
 from ..engine.ddim import vp_alphas_cumprod
@@ -50,6 +51,20 @@ def model_config(args) -> ModelConfig:
     return config_for_flags(get_config(args.config), vars(args))
 
 
+NEW_ZERO_INIT = ("audio_encoder.blink_proj.",)   # parameters a checkpoint from before them may lack (start at zero)
+
+
+def idle_blink_cue(data: MotionData) -> np.ndarray:
+    """(frames,) float32 blink cue for training (engine/blinks.py): the truth's AU45 track (the world's
+    raised-cosine blinks), except on clips whose instruction asks for a blink, where it is zero and the
+    instruction alone must make the blink (at inference the engine's schedule supplies the idle ones)."""
+    cue = data.controls[:, CONTROL_INDEX["au45"]].astype(np.float32).copy()
+    instructed = data.target_aus[:, AU_IDS.index(45)] > 0                       # (clips,)
+    for c in np.flatnonzero(instructed):
+        cue[data.frame_offsets[c]: data.frame_offsets[c] + data.lengths[c]] = 0.0
+    return cue
+
+
 class WindowSampler:
     def __init__(self, data: MotionData, cfg: ModelConfig, args):
         self.d, self.cfg, self.args = data, cfg, args
@@ -58,11 +73,12 @@ class WindowSampler:
         self.scale = cfg.diffusion.latent_scale
         self.ok = np.flatnonzero(data.lengths >= self.W)
         self.blink = data.au_frames[:, AU_IDS.index(45)]                 # (frames,) idle or instructed blinks
+        self.blink_cue = idle_blink_cue(data) if cfg.audio.blink_cue else None
 
     def batch(self, B: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         d, W, spf = self.d, self.W, self.d.spf
         cs = rng.choice(self.ok, B)
-        x0, wave, tok, mask, pooled, key, pose, au, inten, inten_ok, known, blink = ([] for _ in range(12))
+        x0, wave, tok, mask, pooled, key, pose, au, inten, inten_ok, known, blink, cue = ([] for _ in range(13))
         for c in cs:
             off, T = d.frame_offsets[c], d.lengths[c]
             s = int(rng.integers(0, T - W + 1))
@@ -79,6 +95,8 @@ class WindowSampler:
             pose.append(d.pose[off + s: off + s + W] / 30.0)
             au.append((d.au_frames[off + s: off + s + W].sum(0) >= 3).astype(np.float32))
             blink.append(float(self.blink[off + s: off + s + W].any()))
+            if self.blink_cue is not None:
+                cue.append(self.blink_cue[off + s: off + s + W])
             inten.append(max(d.intensity[c] - 1, 0))
             inten_ok.append(float(d.kind[c] == "talk"))
             kn = np.zeros(W, np.float32)
@@ -89,6 +107,8 @@ class WindowSampler:
             x0=x0, wave=wave, tokens=tok, mask=mask, pooled=pooled, keyframe=key, pose=pose, au=au,
             known=known, inten_ok=np.array(inten_ok, np.float32), blink=np.array(blink, np.float32)).items()}
         out["intensity"] = torch.tensor(inten, dtype=torch.int64)
+        if cue:
+            out["blink_cue"] = torch.from_numpy(np.stack(cue))
         if self.args.no_text:
             out["tokens"], out["mask"], out["pooled"] = self.default_text(B)
         return out
@@ -109,7 +129,7 @@ def losses(model: MotionModel, batch: dict, alphas_cumprod: torch.Tensor, args) 
     x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * torch.randn_like(x0)
     known = batch["known"]
     x_t = torch.where(known[..., None] > 0, x0, x_t)
-    audio = model.audio_encoder(batch["wave"])
+    audio = model.audio_encoder(batch["wave"], batch.get("blink_cue"))
     cache = model.denoiser.condition(batch["tokens"], batch["mask"], batch["pooled"], batch["keyframe"])
     x0_hat, hidden = model.denoiser.forward_cached(x_t, t, audio, cache, known=known, return_hidden=True)
     free = (1 - known)[..., None]
@@ -183,8 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[motion] resumed at step {step}")
     elif args.init_from:
         weights = init_weights(args.init_from, "")
-        model.load_state_dict({k: v for k, v in weights.items() if k.startswith(("audio_encoder.", "denoiser."))})
-        print(f"[motion] initialised from {args.init_from}")
+        missing, unexpected = model.load_state_dict(
+            {k: v for k, v in weights.items() if k.startswith(("audio_encoder.", "denoiser."))}, strict=False)
+        new = [k for k in missing if k.startswith(NEW_ZERO_INIT)]      # added since, zero-initialised: keep
+        if unexpected or len(new) != len(missing):
+            raise SystemExit(f"[motion] {args.init_from} does not fit this model: missing "
+                             f"{sorted(set(missing) - set(new))[:5]}, unexpected {sorted(unexpected)[:5]}")
+        print(f"[motion] initialised from {args.init_from}" + (f" (new, zero-initialised: {new})" if new else ""))
     device = torch.device(args.device)
     model.to(device)
     for st in opt.state.values():                   # optimiser tensors follow their parameters

@@ -126,7 +126,7 @@ class SmoothPriorBackend:
         return InstructionTensors(np.zeros((1, 1, 4)), np.zeros((1, 1, 1, 4)), np.zeros((1, 1, 1, 4)),
                                   mask.astype(np.float32))
 
-    def encode_audio(self, wave):
+    def encode_audio(self, wave, blink=None):
         return np.zeros((wave.shape[0], wave.shape[1] // 640, 4), np.float32)
 
     def denoise(self, x_t, t, audio, known, inst):
