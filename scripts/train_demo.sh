@@ -104,5 +104,13 @@ cp runs/latent_probe_pts.safetensors instructavatar/assets/demo/latent_probe.saf
 #     scratch on the shipped motion encoder's latents (the same budget as the generator), then its generator alone
 "$IA" train motion --config demo --data data/motion_pts --run runs/motion_audio_only_ship --no-text --steps 20000 \
     --save-every 500 --threads 1 --device "$DEVICE"
-"$IA" train package --motion-only runs/motion_audio_only_ship/state.pt
+# the idle-blink cue (engine/blinks.py): both generators fine-tuned 10000 steps with it, equal budgets
+"$IA" train motion --config demo --data data/motion_pts --run runs/motion_blink --init-from runs/motion_pts2/state.pt \
+    --steps 10000 --lr 3e-4 --seed 1 --threads 1 --device "$DEVICE" &
+motion=$!
+"$IA" train motion --config demo --data data/motion_pts --run runs/motion_blink_ao --no-text \
+    --init-from runs/motion_audio_only_ship/state.pt --steps 10000 --lr 3e-4 --seed 1 --threads 1 --device "$DEVICE"
+wait "$motion"
+"$IA" train package --vae runs/vae_critic/state.pt --motion runs/motion_blink/state.pt
+"$IA" train package --motion-only runs/motion_blink_ao/state.pt
 echo "done: instructavatar/assets/demo/; quality tables: $IA train quality main|vae|paraphrase|steps|streaming"

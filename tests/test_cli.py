@@ -69,6 +69,25 @@ def test_render_motion_only(tmp_path, capsys):
     assert audio is None
 
 
+def test_render_without_idle_blinks_reaches_the_session(tmp_path, capsys, monkeypatch):
+    from instructavatar.engine.pipeline import Pipeline
+
+    seen = []
+    original = Pipeline.new_session
+
+    def spy(self, *a, **k):
+        session, warnings = original(self, *a, **k)
+        seen.append(session.blinks)
+        return session, warnings
+
+    monkeypatch.setattr(Pipeline, "new_session", spy)
+    for flag in ([], ["--no-idle-blinks"]):
+        code, _, stderr = run_cli(capsys, "render", "--image", PORTRAIT, "--seconds", "0.4", "--out",
+                                  tmp_path / "x.mp4", *flag, *FAST)
+        assert code == 0, stderr
+    assert [s.enabled for s in seen] == [True, False]
+
+
 def test_info_paper_matches_architecture_estimates(capsys):
     code, stdout, _ = run_cli(capsys, "info", "--config", "paper", "--json")
     assert code == 0

@@ -77,3 +77,25 @@ def test_short_evaluation_reproduces_headline_au_f1(tmp_path):
     assert base in again["data"], "the shipped audio-only lower bound was not evaluated"
     base_again = again["data"][base]["summary"]["au_f1"]
     assert abs(base_again - float(np.mean(recorded["data"][base]["au_f1_per_clip"][:n]))) <= 0.03
+
+
+@shipped
+def test_shipped_model_blinks_when_the_engine_schedules_it():
+    """The trained model renders the engine's idle blinks (engine/blinks.py): silent, neutral, 6 s, the frame
+    evaluators find blink frames with the schedule on and none with it off (same seed, same everything else)."""
+    from instructavatar.avatarworld.controls import AU_IDS
+    from instructavatar.avatarworld.evaluators import load_evaluators
+    from instructavatar.avatarworld.metrics import AU_PROB_THRESHOLD
+    from instructavatar.demo import DEMO_PORTRAIT
+    from instructavatar.engine.loader import load_pipeline
+
+    pipe = load_pipeline("demo", weights=DEMO_WEIGHTS, threads=1)
+    ev = load_evaluators()
+    i45 = AU_IDS.index(45)
+    blink_frames = {}
+    for on in (True, False):
+        frames = pipe.generate(DEMO_PORTRAIT, seconds=6.0, seed=0, idle_blinks=on)
+        pred = ev.predict(frames, temporal=True)
+        blink_frames[on] = int((np.asarray(pred["au_prob"])[:, i45] >= AU_PROB_THRESHOLD).sum())
+    assert blink_frames[True] >= 3, blink_frames            # at least one whole blink (the world's clip rule)
+    assert blink_frames[False] == 0, blink_frames
