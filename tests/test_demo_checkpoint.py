@@ -61,7 +61,8 @@ def test_fixed_seed_generation_matches_fingerprint():
 @pytest.mark.skipif(not QUALITY.is_file(), reason="no recorded headline quality next to the checkpoint")
 def test_short_evaluation_reproduces_headline_au_f1(tmp_path):
     """The first 8 clips of the headline evaluation, generated and scored again: their mean AU_F1 (frames)
-    matches the recorded per-clip values of the headline run within 0.03, for our model and for the shipped
+    matches the recorded per-clip values of the headline run within 0.03 (its first 8 entries are clips 0-7
+    with seeds 0-7 also when the headline samples several seeds per clip), for our model and for the shipped
     audio-only lower bound (assets/demo/audio_only.safetensors)."""
     from instructavatar.training.quality import main
 
@@ -73,10 +74,11 @@ def test_short_evaluation_reproduces_headline_au_f1(tmp_path):
     again = json.loads(out.read_text())
     ours_again = next(v for k, v in again["data"].items() if k.startswith("ours ("))
     assert abs(ours_again["summary"]["au_f1"] - float(np.mean(ours["au_f1_per_clip"][:n]))) <= 0.03
-    base = "audio-only model (trained without text; lower bound)"
+    base = "audio-only model (trained without text; lower bound)"       # the headline may add ", K sampling seeds"
     assert base in again["data"], "the shipped audio-only lower bound was not evaluated"
     base_again = again["data"][base]["summary"]["au_f1"]
-    assert abs(base_again - float(np.mean(recorded["data"][base]["au_f1_per_clip"][:n]))) <= 0.03
+    base_recorded = next(v for k, v in recorded["data"].items() if k.startswith(base))
+    assert abs(base_again - float(np.mean(base_recorded["au_f1_per_clip"][:n]))) <= 0.03
 
 
 @shipped
