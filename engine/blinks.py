@@ -15,6 +15,8 @@ generation see the same cue however the audio is split.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import numpy as np
 
 from .config import BlinkConfig
@@ -40,12 +42,14 @@ class BlinkSchedule:
         self.cfg, self.fps, self.enabled = cfg, fps, enabled
         self._rng = np.random.default_rng([int(seed) % 2**32, 45])     # apart from the session's noise stream
         self._events: list[tuple[float, float, float]] = []
+        self._centres: list[float] = []                                  # sorted: events are drawn in time order
         self._next = self._rng.uniform(*cfg.first_s) * fps
 
     def _extend(self, until: float) -> None:
         while self._next - 0.5 * self.cfg.duration_s[1] * self.fps < until:
             width = self._rng.uniform(*self.cfg.duration_s) * self.fps
             self._events.append((self._next, width, self._rng.uniform(*self.cfg.peak)))
+            self._centres.append(self._next)
             self._next += self._rng.uniform(*self.cfg.interval_s) * self.fps
 
     def events(self, until_frame: int) -> list[tuple[float, float, float]]:
@@ -59,7 +63,11 @@ class BlinkSchedule:
         if not self.enabled or n <= 0:
             return out.astype(np.float32)
         self._extend(start + n)
-        for center, width, peak in self._events:
+        half = 0.5 * self.cfg.duration_s[1] * self.fps                  # the longest pulse's half length
+        for i in range(bisect_left(self._centres, start - half), len(self._events)):   # O(blinks in the span)
+            center, width, peak = self._events[i]
+            if center - half >= start + n:
+                break
             if center + width / 2 > start and center - width / 2 < start + n:
                 out = np.maximum(out, peak * raised_cosine(n, center, width, start))
         return out.astype(np.float32)

@@ -8,6 +8,8 @@ Windows are `stream.window_frames` long; half of them carry a clean known prefix
 (the streaming contract). The keyframe is a frame of the same identity with another emotion
 (keyframe substitution). Ablations: --no-au-loss, --single-branch, --no-zero-gates, --no-keyframe-sub,
 --no-text (audio-only lower bound: every instruction replaced by the default one).
+Idle-blink cue (configs with `audio.blink_cue`, the demo): the audio encoder gets the truth's AU45 track of the
+window (engine/blinks.py draws it at inference), zero on clips whose instruction asks for a blink.
 Resumable: rerun the same command to continue from runs/<name>/state.pt.
 """
 
