@@ -121,9 +121,7 @@ class TorchBackend:
                                   values=self._np(cache.values), mask=mask)
 
     def encode_audio(self, wave, blink=None):
-        if blink is None:
-            return self._np(self._run(self.model.audio_encoder, wave))
-        return self._np(self._run(self.model.audio_encoder, wave, blink))
+        return self._np(self._run(self.model.audio_encoder, wave, *(() if blink is None else (blink,))))
 
     def denoise(self, x_t, t, audio, known, inst):
         return self._np(self._run(self.model.denoiser, x_t, t, audio, known, inst.const, inst.keys, inst.values,
