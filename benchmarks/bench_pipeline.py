@@ -130,8 +130,8 @@ def machine_info() -> dict:
 
 # ---------------------------------------------------------------------------------------------- costs
 def stage_gflop(cfg) -> dict:
-    """GFLOP per call of each timed stage, in the shapes `bench_stages` times (from engine.flops)."""
-    from instructavatar.engine.flops import component_costs
+    """GFLOP per call of each timed stage, in the shapes `bench_stages` times (from engine.modules.flops)."""
+    from instructavatar.engine.modules.flops import component_costs
 
     by = {c.name: c.gflop for c in component_costs(cfg)}
     T = cfg.stream.window_frames

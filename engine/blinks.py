@@ -5,7 +5,7 @@ trained to predict them from those inputs regresses towards "a little, sometimes
 never close the eyes. Talking-head systems therefore drive blinks from outside (SadTalker's eye-blink input,
 procedural blinks in game avatars). Here a `BlinkSchedule` per session draws blink times from `BlinkConfig`
 (a blink every 2-6 s, 160-240 ms long) and gives the denoiser a per-frame cue (a raised-cosine pulse, peak
-0.9-1.0, the shape of the synthetic world's AU45 track) through the audio features (engine/audio_encoder.py).
+0.9-1.0, the shape of the synthetic world's AU45 track) through the audio features (engine/modules/audio_encoder.py).
 Instructed blinks ("blink twice") still come from the instruction: training feeds no cue on clips whose
 instruction asks for a blink (training/train_motion.py).
 

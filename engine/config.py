@@ -242,8 +242,8 @@ def _demo() -> ModelConfig:
                                       norm_groups=8, mid_attention=False, shuffle=2),
             landmark_size=64,                          # -> 8x4x4 = 128 numbers per frame
             keyframe_ch=16,
-            warp=True,                                 # the decoder warps the portrait (engine/vae.py)
-            landmark_points=129,                       # the world's landmarks as coordinates (engine/vae.py)
+            warp=True,                                 # the decoder warps the portrait (engine/modules/vae.py)
+            landmark_points=129,                       # the world's landmarks as coordinates (engine/modules/vae.py)
         ),
         audio=AudioConfig(frontend="logmel", feature_dim=64,
                           conformer=ConformerConfig(d_model=128, layers=2, heads=4, ffn_dim=256, kernel=7),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .backend import TorchBackend, resolve_backend
+from .backend import resolve_backend
 from .config import ModelConfig, get_config
 from .pipeline import Pipeline
 from .tokenizer import build_tokenizer
@@ -27,8 +27,8 @@ def build_model(cfg: ModelConfig, weights: str | Path | None = None, random_weig
     """InstructAvatar with weights loaded strictly (or random ones, only when asked for explicitly)."""
     import torch
 
-    from .model import InstructAvatar
-    from .weights import load_checkpoint
+    from .modules.model import InstructAvatar
+    from .modules.weights import load_checkpoint
 
     path = Path(weights) if weights else (None if random_weights else default_weights(cfg))
     if path is None and not random_weights:
@@ -36,7 +36,7 @@ def build_model(cfg: ModelConfig, weights: str | Path | None = None, random_weig
             f"no weights for config {cfg.name!r}: pass --weights FILE, or --random-weights to run with "
             "random weights (output will be noise-like)")
     if path is not None and not path.is_file():
-        from .weights import WeightsError
+        from .modules.weights import WeightsError
 
         raise WeightsError(f"weights file not found: {path}")
     torch.manual_seed(seed)
@@ -44,7 +44,7 @@ def build_model(cfg: ModelConfig, weights: str | Path | None = None, random_weig
     if path is not None:
         load_checkpoint(model, path)
     if cfg.text.kind == "clip" and clip_weights:
-        from .text_encoder import load_clip_text_weights
+        from .modules.text_encoder import load_clip_text_weights
 
         load_clip_text_weights(model.text_encoder, clip_weights)
     return model.eval()
@@ -63,5 +63,7 @@ def load_pipeline(config: str | ModelConfig = "demo", weights: str | Path | None
             f"*** RANDOM WEIGHTS: config {cfg.name!r} is running untrained; the video will not follow "
             "the audio or the instruction ***")
     assert name == "torch"
+    from .modules.torch_backend import TorchBackend
+
     return Pipeline(cfg, TorchBackend(model, device=device, threads=threads), build_tokenizer(cfg.text),
                     steps=steps, eta=eta, guidance=guidance)

@@ -39,7 +39,7 @@ from .backend import Backend, InstructionTensors
 from .blinks import BlinkSchedule
 from .config import ModelConfig
 from .ddim import DDIMSampler
-from .image_io import load_portrait, to_frames, to_model_input
+from .media.image_io import load_portrait, to_frames, to_model_input
 from .tokenizer import InstructionTokenizer
 
 DEFAULT_INSTRUCTION = "Talk with a neutral expression."

@@ -108,10 +108,10 @@ def _check_file(path: str, what: str) -> None:
 
 # ------------------------------------------------------------------------------------------- render
 def cmd_render(args) -> int:
-    from .engine.audio_io import load_audio, normalize_loudness
     from .engine.backend import resolve_backend
     from .engine.config import get_config
-    from .engine.image_io import load_portrait
+    from .engine.media.audio_io import load_audio, normalize_loudness
+    from .engine.media.image_io import load_portrait
     from .engine.pipeline import DEFAULT_INSTRUCTION, frame_count
 
     # Everything that can be checked without the model is checked first (fast failure, no wasted load).
@@ -151,7 +151,7 @@ def cmd_render(args) -> int:
     from safetensors import SafetensorError
 
     from .engine.loader import load_pipeline
-    from .engine.text_encoder import WeightLoadError
+    from .engine.modules.text_encoder import WeightLoadError
 
     t0 = time.perf_counter()
     try:
@@ -182,7 +182,7 @@ def cmd_render(args) -> int:
         bar.close()
     gen_s = time.perf_counter() - t1
 
-    from .engine.video_io import write_video
+    from .engine.media.video_io import write_video
 
     try:
         write_video(out, frames, fps=fps, audio=audio, sample_rate=rate)
@@ -233,7 +233,7 @@ def model_info(config_name: str) -> dict:
     from .engine.config import get_config
 
     cfg = get_config(config_name)
-    from .engine.flops import component_costs, per_frame_gflop
+    from .engine.modules.flops import component_costs, per_frame_gflop
 
     costs = component_costs(cfg)
     by = {c.name: c for c in costs}
@@ -371,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(d)
     d.set_defaults(func=cmd_demo)
 
+    import importlib
+
+    from .commands import COMMANDS
+
+    for name in COMMANDS:                              # export, serve, client, bench, ...: one module each
+        importlib.import_module(f".commands.{name}", __package__).register(sub)
+
     from .training.cli import STEPS as TRAIN_STEPS  # a plain dict; importing it loads no torch
 
     t = sub.add_parser("train", add_help=False, help="training steps: " + ", ".join(TRAIN_STEPS),
@@ -399,11 +406,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .engine.audio_io import AudioInputError
     from .engine.backend import BackendError
     from .engine.config import ConfigError
-    from .engine.image_io import ImageInputError
     from .engine.loader import MissingWeightsError
+    from .engine.media.audio_io import AudioInputError
+    from .engine.media.image_io import ImageInputError
     from .engine.tokenizer import TextInputError
 
     usage_errors = (UsageError, ConfigError, BackendError)
@@ -429,7 +436,7 @@ class _NeverRaised(Exception):
 
 def _weights_error() -> type[Exception]:
     """`WeightsError` if its module (which imports torch) was loaded; nothing else can have raised it."""
-    mod = sys.modules.get("instructavatar.engine.weights")
+    mod = sys.modules.get("instructavatar.engine.modules.weights")
     return mod.WeightsError if mod is not None else _NeverRaised
 
 

@@ -106,11 +106,11 @@ def run_demo(out_dir: str | Path, steps: int | None = None, random_weights: bool
     random_weights: None = the shipped checkpoint if present, else random (announced); True = random
     even when the checkpoint is present; False = the checkpoint or `MissingWeightsError`.
     """
-    from .engine.audio_io import load_audio, normalize_loudness
     from .engine.config import get_config
-    from .engine.image_io import load_portrait
     from .engine.loader import DEMO_WEIGHTS, load_pipeline
-    from .engine.video_io import write_png_grid, write_video
+    from .engine.media.audio_io import load_audio, normalize_loudness
+    from .engine.media.image_io import load_portrait
+    from .engine.media.video_io import write_png_grid, write_video
 
     say = log or (lambda m: print(m, file=sys.stderr))
     cfg = get_config("demo")

@@ -103,7 +103,7 @@ def _motion_state(model, tmp_path, stats=None):
 
 def test_motion_only_package_round_trip_and_checks(tmp_path):
     from instructavatar.engine.loader import build_model
-    from instructavatar.engine.weights import WeightsError
+    from instructavatar.engine.modules.weights import WeightsError
     from instructavatar.training.package import load_motion_only, package_motion_only
 
     model = build_model(get_config("demo"))

@@ -171,7 +171,7 @@ def test_real_process_prints_one_line(files):
 
 def test_an_unexpected_bug_keeps_its_traceback(files, capsys, monkeypatch):
     """Only the engine's input exceptions are turned into `error:` lines; a plain bug propagates."""
-    import instructavatar.engine.image_io as image_io
+    import instructavatar.engine.media.image_io as image_io
 
     def broken(*args, **kwargs):
         raise ValueError("a bug, not bad input")

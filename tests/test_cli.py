@@ -17,7 +17,7 @@ import torch
 
 from instructavatar import __version__
 from instructavatar.cli import main
-from instructavatar.engine.video_io import read_video
+from instructavatar.engine.media.video_io import read_video
 
 torch.set_num_threads(1)
 

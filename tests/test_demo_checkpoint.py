@@ -15,8 +15,8 @@ import torch
 
 from instructavatar.engine.config import get_config
 from instructavatar.engine.loader import DEMO_WEIGHTS
-from instructavatar.engine.model import InstructAvatar
-from instructavatar.engine.weights import WeightsError, load_checkpoint, read_metadata
+from instructavatar.engine.modules.model import InstructAvatar
+from instructavatar.engine.modules.weights import WeightsError, load_checkpoint, read_metadata
 from instructavatar.training.package import FINGERPRINT_NAME, fingerprint
 
 torch.set_num_threads(1)

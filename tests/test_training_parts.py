@@ -11,7 +11,7 @@ import torch
 
 from instructavatar.avatarworld import controls as C
 from instructavatar.engine.config import get_config
-from instructavatar.engine.vae import VAE
+from instructavatar.engine.modules.vae import VAE
 from instructavatar.training.latent_probe import load_probe, probe_predict, save_probe, train_probe
 from instructavatar.training.motion_data import latent_stats
 from instructavatar.training.package import combined_state

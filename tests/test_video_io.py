@@ -1,4 +1,4 @@
-"""engine.video_io: H.264 + AAC round trip, odd sizes, PNG grids. No torch."""
+"""engine.media.video_io: H.264 + AAC round trip, odd sizes, PNG grids. No torch."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from instructavatar.engine.video_io import read_video, write_png_grid, write_video
+from instructavatar.engine.media.video_io import read_video, write_png_grid, write_video
 
 SR = 16000
 

@@ -25,8 +25,8 @@ from ..avatarworld.dataset import ClipDataset, GenerateConfig, generate
 from ..avatarworld.identity import identity
 from ..avatarworld.render import FaceRenderer, landmark_image
 from ..engine.config import get_config
+from ..engine.modules.text_encoder import build_text_encoder
 from ..engine.pipeline import DEFAULT_INSTRUCTION
-from ..engine.text_encoder import build_text_encoder
 from ..engine.tokenizer import build_tokenizer
 from .common import init_weights, load_vae_weights
 from .vae_data import motion_input
@@ -104,7 +104,7 @@ def prepare(out: Path, clips: int, seed: int, config: str = "demo", workers: int
 @torch.no_grad()
 def encode_latents(data: Path, vae_state: Path, config: str = "demo", threads: int = 1) -> Path:
     """Motion latents for every frame and keyframe, with the VAE's (frozen) motion encoder."""
-    from ..engine.vae import VAE
+    from ..engine.modules.vae import VAE
 
     cfg = get_config(config)
     torch.set_num_threads(threads)

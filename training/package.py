@@ -19,9 +19,9 @@ import torch
 
 from ..engine.config import get_config
 from ..engine.loader import DEMO_WEIGHTS
-from ..engine.model import InstructAvatar
-from ..engine.vae import VAE
-from ..engine.weights import check_state_dict, read_metadata, save_checkpoint
+from ..engine.modules.model import InstructAvatar
+from ..engine.modules.vae import VAE
+from ..engine.modules.weights import check_state_dict, read_metadata, save_checkpoint
 
 FINGERPRINT_NAME = "fingerprint.json"
 AUDIO_ONLY_WEIGHTS = DEMO_WEIGHTS.with_name("audio_only.safetensors")
@@ -116,7 +116,7 @@ def load_motion_only(model: InstructAvatar, path: str | Path) -> dict:
     import numpy as np
     from safetensors.torch import load_file
 
-    from ..engine.weights import WeightsError
+    from ..engine.modules.weights import WeightsError
 
     meta = read_metadata(path)
     if meta.get("format") != MOTION_FORMAT:
@@ -148,8 +148,8 @@ def fingerprint(weights: str | Path | None = None) -> dict:
     import numpy as np
 
     from ..demo import DEMO_PORTRAIT, DEMO_SPEECH
-    from ..engine.audio_io import load_audio, normalize_loudness
     from ..engine.loader import load_pipeline
+    from ..engine.media.audio_io import load_audio, normalize_loudness
 
     pipe = load_pipeline("demo", weights=weights, steps=FINGERPRINT_STEPS, threads=1)
     cfg = pipe.cfg

@@ -112,9 +112,9 @@ def pipeline_with_motion(weights: str | Path | None, motion_file: str | Path, st
                          threads: int | None, guidance: float | None = None):
     """A checkpoint's pipeline (VAE, text) with its motion generator replaced by a packaged one
     (`train package --motion-only`: the shipped audio-only lower bound)."""
-    from ..engine.backend import TorchBackend
     from ..engine.config import get_config
     from ..engine.loader import build_model
+    from ..engine.modules.torch_backend import TorchBackend
     from ..engine.pipeline import Pipeline
     from ..engine.tokenizer import build_tokenizer
     from .package import load_motion_only
@@ -139,12 +139,12 @@ def pipeline_from_runs(vae_state: str | Path, motion_state: str | Path, steps: i
     """A pipeline over training states (any ablation structure): VAE state + motion state, checked strictly."""
     import torch
 
-    from ..engine.backend import TorchBackend
     from ..engine.config import get_config
-    from ..engine.model import InstructAvatar
+    from ..engine.modules.model import InstructAvatar
+    from ..engine.modules.torch_backend import TorchBackend
+    from ..engine.modules.weights import check_state_dict
     from ..engine.pipeline import Pipeline
     from ..engine.tokenizer import build_tokenizer
-    from ..engine.weights import check_state_dict
     from .package import combined_state, with_zero_detail
     from .train_motion import config_for_flags
 
@@ -439,7 +439,7 @@ def decode_controls(backend, appearance: np.ndarray, ident, controls: np.ndarray
     """(T, S, S, 3) frames the VAE decodes from `appearance` and the landmarks of `controls` on identity
     `ident` (what the motion encoder reads: vae_data.motion_input): the VAE alone, as the pipeline drives it."""
     from ..avatarworld.render import FaceRenderer
-    from ..engine.image_io import to_frames
+    from ..engine.media.image_io import to_frames
     from .vae_data import motion_input
 
     r = FaceRenderer(size)
@@ -455,7 +455,7 @@ def vae_frames(backend, portrait: np.ndarray, clip: Clip, ident_index: int, size
     """Frames decoded from `portrait`'s appearance and the landmark images of `clip`'s controls drawn on
     identity `ident_index` (the motion source)."""
     from ..avatarworld.identity import identity
-    from ..engine.image_io import to_model_input
+    from ..engine.media.image_io import to_model_input
 
     app = backend.encode_appearance(to_model_input(portrait))
     return decode_controls(backend, app, identity(ident_index), clip.controls, size, vae_cfg)
@@ -473,7 +473,7 @@ def vae_sheet(backend, path: str | Path, size: int, vae_cfg, identities: int = 3
     from ..avatarworld import behaviour
     from ..avatarworld.identity import identity, identity_ids
     from ..avatarworld.render import FaceRenderer
-    from ..engine.image_io import to_model_input
+    from ..engine.media.image_io import to_model_input
 
     r, rng, rows = FaceRenderer(size), np.random.default_rng(seed), []
     for index in identity_ids("heldout", identities):
@@ -582,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         if str(args.audio_only).endswith(".safetensors"):       # refused before any clip is generated
-            from ..engine.weights import WeightsError, read_metadata
+            from ..engine.modules.weights import WeightsError, read_metadata
             from .package import MOTION_FORMAT
 
             if read_metadata(args.audio_only).get("format") != MOTION_FORMAT:

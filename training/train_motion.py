@@ -25,10 +25,10 @@ import torch.nn.functional as F
 
 from ..avatarworld.controls import AU_IDS
 from ..avatarworld.controls import INDEX as CONTROL_INDEX
-from ..engine.audio_encoder import AudioEncoder
 from ..engine.config import ModelConfig, get_config
 from ..engine.ddim import vp_alphas_cumprod
-from ..engine.denoiser import Denoiser
+from ..engine.modules.audio_encoder import AudioEncoder
+from ..engine.modules.denoiser import Denoiser
 from .common import RunDir, Stopwatch, cosine_lr, init_weights, restore_rng, rng_state
 from .motion_data import MotionData
 

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from ..avatarworld.controls import AU_NAMES, INDEX
 from ..engine.config import get_config
-from ..engine.vae import VAE
+from ..engine.modules.vae import VAE
 from .au_critic import au_critic_loss, load_critic
 from .common import RunDir, Stopwatch, cosine_lr, init_weights, load_vae_weights, psnr, restore_rng, rng_state
 from .vae_data import FramePairSampler, fixed_eval_set
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.init_from:
         weights = init_weights(args.init_from, "vae.")
         if cfg.vae.landmark_points and "motion_encoder.conv_in.weight" in weights:   # image encoder -> points
-            from ..engine.vae import Encoder
+            from ..engine.modules.vae import Encoder
 
             image_encoder = Encoder(cfg.vae.motion)
             image_encoder.load_state_dict({k[len("motion_encoder."):]: v for k, v in weights.items()

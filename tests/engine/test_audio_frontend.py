@@ -1,4 +1,4 @@
-"""engine/audio_frontend.py: shapes, frame alignment, window invariance, weight loading, ONNX export."""
+"""engine/modules/audio_frontend.py: shapes, frame alignment, window invariance, weight loading, ONNX export."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from instructavatar.engine.audio_frontend import (
+from instructavatar.engine.config import get_config
+from instructavatar.engine.modules.audio_frontend import (
     EDGE_PAD,
     LogMelFrontend,
     Wav2Vec2FeatureExtractor,
     build_audio_frontend,
     load_wav2vec2_feature_weights,
 )
-from instructavatar.engine.config import get_config
 
 torch.manual_seed(0)
 

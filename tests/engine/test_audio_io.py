@@ -1,4 +1,4 @@
-"""engine/audio_io.py: files, arrays, raw PCM, streams, loudness; every bad input -> AudioInputError."""
+"""engine/media/audio_io.py: files, arrays, raw PCM, streams, loudness; every bad input -> AudioInputError."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from instructavatar.engine.audio_io import (
+from instructavatar.engine.media.audio_io import (
     AudioInputError,
     StreamResampler,
     decode_pcm,
@@ -306,7 +306,7 @@ def test_normalize_loudness():
 # ------------------------------------------------------------------------------------------ no torch
 def test_audio_io_imports_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from instructavatar.engine import audio_io\n"
+            "from instructavatar.engine.media import audio_io\n"
             "import numpy as np\n"
             "y = audio_io.from_array(np.zeros(48000, np.float32), 48000)\n"
             "assert y.shape == (16000,)\n"

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from instructavatar.avatarworld import controls as C
-from instructavatar.engine.audio_encoder import AudioEncoder
 from instructavatar.engine.blinks import BlinkSchedule, raised_cosine
 from instructavatar.engine.config import BlinkConfig, get_config
 from instructavatar.engine.loader import load_pipeline
+from instructavatar.engine.modules.audio_encoder import AudioEncoder
 
 FPS = 25
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from instructavatar.engine.config import ConformerConfig, get_config
-from instructavatar.engine.denoiser import Denoiser
-from instructavatar.engine.model import InstructAvatar
+from instructavatar.engine.modules.denoiser import Denoiser
+from instructavatar.engine.modules.model import InstructAvatar
 
 torch.set_num_threads(1)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from instructavatar.engine.config import get_config
-from instructavatar.engine.text_encoder import (
+from instructavatar.engine.modules.text_encoder import (
     ClipTextEncoder,
     MiniLMTextEncoder,
     WeightLoadError,

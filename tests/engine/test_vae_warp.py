@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from instructavatar.engine.config import get_config
-from instructavatar.engine.vae import VAE, Decoder, warp
+from instructavatar.engine.modules.vae import VAE, Decoder, warp
 from instructavatar.training.common import load_vae_weights
 from instructavatar.training.train_vae import flow_landmark_error
 

@@ -1,4 +1,4 @@
-"""The authors' parameter-name map (engine/weights.py) and our checkpoint round trip.
+"""The authors' parameter-name map (engine/modules/weights.py) and our checkpoint round trip.
 
 The authors' state dict is synthetic: names and shapes written out from their training code
 (wangyuchi369/InstructAvatar: UnifiedSplitEOSTETFAllTalkingA2VqvaeKeylaPoseModel with
@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from instructavatar.engine.config import get_config
-from instructavatar.engine.model import InstructAvatar
-from instructavatar.engine.weights import (
+from instructavatar.engine.modules.model import InstructAvatar
+from instructavatar.engine.modules.weights import (
     APPROX,
     EXACT,
     WeightsError,
@@ -429,7 +429,7 @@ def test_docs_embed_the_generated_table():
 
 
 def test_partial_load_into_a_model(demo_model):
-    from instructavatar.engine.weights import load_authors_state_dict
+    from instructavatar.engine.modules.weights import load_authors_state_dict
 
     c = get_config("demo").audio.conformer
     meta: dict[str, torch.Tensor] = {}

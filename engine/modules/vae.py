@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import AutoencoderConfig, VAEConfig
+from ..config import AutoencoderConfig, VAEConfig
 
 
 def _norm(ch: int, groups: int) -> nn.GroupNorm:

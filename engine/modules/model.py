@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import ModelConfig
 from .audio_encoder import AudioEncoder
-from .config import ModelConfig
 from .denoiser import Denoiser
 from .text_encoder import build_text_encoder
 from .vae import VAE

@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import TextConfig
+from ..config import TextConfig
+from ..tokenizer import MINILM_PIP, minilm_model_dir
 from .state_dict import state_dict_mismatch
-from .tokenizer import MINILM_PIP, minilm_model_dir
 
 __all__ = [
     "ClipTextEncoder",

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import AudioConfig
+from ..config import AudioConfig
 from .state_dict import state_dict_mismatch
 
 SAMPLE_RATE = 16000

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import AdapterConfig, DenoiserConfig
+from ..config import AdapterConfig, DenoiserConfig
 from .conformer import ConvModule, FeedForward, SelfAttention, sinusoidal_table, timestep_embedding
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..config import AudioConfig
 from .audio_frontend import build_audio_frontend
-from .config import AudioConfig
 from .conformer import ConformerLayer, sinusoidal_table
 
 

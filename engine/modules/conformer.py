@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ConformerConfig
+from ..config import ConformerConfig
 
 
 def sinusoidal_table(length: int, dim: int) -> Tensor:
