@@ -132,8 +132,9 @@ def losses(model: MotionModel, batch: dict, alphas_cumprod: torch.Tensor, args) 
     known = batch["known"]
     x_t = torch.where(known[..., None] > 0, x0, x_t)
     audio = model.audio_encoder(batch["wave"], batch.get("blink_cue"))
-    cache = model.denoiser.condition(batch["tokens"], batch["mask"], batch["pooled"], batch["keyframe"])
-    x0_hat, hidden = model.denoiser.forward_cached(x_t, t, audio, cache, known=known, return_hidden=True)
+    cache = model.denoiser.condition(batch["tokens"], batch["pooled"], batch["keyframe"])
+    x0_hat, hidden = model.denoiser.forward_cached(x_t, t, audio, cache, batch["mask"], known=known,
+                                                   return_hidden=True)
     free = (1 - known)[..., None]
     if args.blink_weight > 0:          # windows with a blink count (1 + blink_weight) times in the latent error
         free = free * (1 + args.blink_weight * batch["blink"]).view(B, 1, 1)

@@ -32,17 +32,28 @@ class AudioEncoder(nn.Module):
             nn.init.zeros_(self.blink_proj.weight)
             nn.init.zeros_(self.blink_proj.bias)
 
-    def forward(self, wave: Tensor, blink: Tensor | None = None) -> Tensor:
+    def encode(self, wave: Tensor) -> Tensor:
+        """(B, S) waveform -> (B, F, out_dim) without the blink cue (the paper config's exported signature)."""
         feats = self.frontend(wave)                                  # (B, 2F, feature_dim) at 50 Hz
         h = self.downsample(feats.transpose(1, 2)).transpose(1, 2)   # (B, F, d) at 25 Hz
         h = h + self.positions[: h.shape[1]][None]
         for layer in self.layers:
             h = layer(h)
-        out = self.out_proj(h)                                       # (B, F, out_dim)
-        if self.blink_proj is not None:
-            if blink is None:
-                blink = out.new_zeros(out.shape[:2])
-            if tuple(blink.shape) != tuple(out.shape[:2]):
-                raise ValueError(f"blink cue must be (B, F) = {tuple(out.shape[:2])}, got {tuple(blink.shape)}")
-            out = out + self.blink_proj(blink.to(out.dtype)[..., None])
-        return out
+        return self.out_proj(h)                                      # (B, F, out_dim)
+
+    def encode_with_blink(self, wave: Tensor, blink: Tensor) -> Tensor:
+        """(B, S) waveform, (B, F) blink cue -> (B, F, out_dim): the demo config's exported signature (no
+        Python branch: the cue is always an input; shapes are checked by the caller or the runtime)."""
+        out = self.encode(wave)
+        return out + self.blink_proj(blink.to(out.dtype)[..., None])
+
+    def forward(self, wave: Tensor, blink: Tensor | None = None) -> Tensor:
+        """Training / eager entry: the cue is optional (a zero cue when missing) and its shape is checked."""
+        out = self.encode(wave)
+        if self.blink_proj is None:
+            return out
+        if blink is None:
+            blink = out.new_zeros(out.shape[:2])
+        if tuple(blink.shape) != tuple(out.shape[:2]):
+            raise ValueError(f"blink cue must be (B, F) = {tuple(out.shape[:2])}, got {tuple(blink.shape)}")
+        return out + self.blink_proj(blink.to(out.dtype)[..., None])

@@ -17,8 +17,6 @@ uncached attention (the test oracle for the cache).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -152,14 +150,10 @@ class DenoiserLayer(nn.Module):
         return self._backbone_tail(h + update)
 
 
-@dataclass
-class InstructionCache:
-    """Everything the denoiser needs from one instruction + keyframe, computed once (plain tensors)."""
-
-    const: Tensor      # (B, L, D) emotion + keyframe branch output per layer
-    keys: Tensor       # (B, L, N, D) motion-branch keys per layer
-    values: Tensor     # (B, L, N, D)
-    mask: Tensor       # (B, N) 1 = real token
+# What `condition` returns for one instruction + keyframe, computed once (plain tensors, so both ONNX
+# exporters take it): const (B, L, D) emotion + keyframe branch output per layer, keys and values
+# (B, L, N, D) motion-branch keys/values per layer. The token mask (B, N) travels beside it.
+InstructionCache = tuple[Tensor, Tensor, Tensor]
 
 
 class Denoiser(nn.Module):
@@ -187,12 +181,13 @@ class Denoiser(nn.Module):
         emotion = self.emotion_adapter(pooled) if self.emotion_adapter is not None else pooled.new_zeros(0)
         return emotion, self.keyframe_adapter(keyframe), self.motion_adapter(tokens)
 
-    def condition(self, tokens: Tensor, mask: Tensor, pooled: Tensor, keyframe: Tensor) -> InstructionCache:
-        """tokens (B,N,Dt), mask (B,N), pooled (B,Dt), keyframe (B,M) scaled latent -> InstructionCache."""
+    def condition(self, tokens: Tensor, pooled: Tensor, keyframe: Tensor) -> InstructionCache:
+        """tokens (B,N,Dt), pooled (B,Dt), keyframe (B,M) scaled latent -> (const (B,L,D), keys (B,L,N,D),
+        values (B,L,N,D)). The token mask is not needed here: padded keys are masked at every step."""
         emotion, key, motion = self._contexts(tokens, pooled, keyframe)
         per_layer = [layer.instruction_tensors(emotion, key, motion) for layer in self.layers]
         const, keys, values = (torch.stack(parts, dim=1) for parts in zip(*per_layer))
-        return InstructionCache(const=const, keys=keys, values=values, mask=mask)
+        return const, keys, values
 
     # -- per step -------------------------------------------------------------------------------------
     def _embed(self, x_t: Tensor, t: Tensor, audio: Tensor, known: Tensor) -> Tensor:
@@ -202,20 +197,26 @@ class Denoiser(nn.Module):
                 + known[:, :, None] * self.known_embedding)
 
     def forward(self, x_t: Tensor, t: Tensor, audio: Tensor, known: Tensor, const: Tensor, keys: Tensor,
-                values: Tensor, mask: Tensor, return_hidden: bool = False):
-        """x_t (B,T,M) noisy motion (clean where known), t (B,) int, audio (B,T,D), known (B,T) 1 = clean
-        prefix frame, cached instruction tensors -> x0 (B,T,M)."""
+                values: Tensor, mask: Tensor) -> Tensor:
+        """One denoiser step (the exported signature): x_t (B,T,M) noisy motion (clean where known), t (B,) int,
+        audio (B,T,D), known (B,T) 1 = clean prefix frame, cached instruction tensors, mask (B,N) -> x0 (B,T,M)."""
+        return self.forward_hidden(x_t, t, audio, known, const, keys, values, mask)[0]
+
+    def forward_hidden(self, x_t: Tensor, t: Tensor, audio: Tensor, known: Tensor, const: Tensor, keys: Tensor,
+                       values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """`forward`, also returning the last hidden state (B,T,D) that the training heads read."""
         h = self._embed(x_t, t, audio, known)
         bias = attention_bias(mask)
         for i, layer in enumerate(self.layers):
             h = layer(h, const[:, i], keys[:, i], values[:, i], bias)
-        x0 = self.out_proj(h)
-        return (x0, h) if return_hidden else x0
+        return self.out_proj(h), h
 
-    def forward_cached(self, x_t: Tensor, t: Tensor, audio: Tensor, cache: InstructionCache,
+    def forward_cached(self, x_t: Tensor, t: Tensor, audio: Tensor, cache: InstructionCache, mask: Tensor,
                        known: Tensor | None = None, return_hidden: bool = False):
+        """Convenience for training and tests: `forward` (or `forward_hidden`) from `condition`'s tuple."""
         known = x_t.new_zeros(x_t.shape[:2]) if known is None else known
-        return self.forward(x_t, t, audio, known, cache.const, cache.keys, cache.values, cache.mask, return_hidden)
+        fn = self.forward_hidden if return_hidden else self.forward
+        return fn(x_t, t, audio, known, *cache, mask)
 
     def forward_reference(self, x_t: Tensor, t: Tensor, audio: Tensor, tokens: Tensor, mask: Tensor,
                           pooled: Tensor, keyframe: Tensor, known: Tensor | None = None) -> Tensor:

@@ -6,21 +6,12 @@ counts as 2 FLOPs; convolutions and matrix products are counted, elementwise ops
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import ModelConfig
+from ..costs import ComponentCost, per_frame_gflop  # noqa: F401 - re-exported: one definition, torch-free
 from .model import InstructAvatar
-
-
-@dataclass(frozen=True)
-class ComponentCost:
-    name: str
-    params: int
-    gflop: float          # per `unit`
-    unit: str
 
 
 def _count(fn) -> float:
@@ -54,14 +45,13 @@ def _costs(cfg: ModelConfig) -> list[ComponentCost]:
         ids = torch.zeros(1, N, dtype=torch.int64, **meta)
         txt = _count(lambda: model.text_encoder(ids, torch.ones_like(ids)))
         tokens = torch.zeros(1, N, cfg.text.width, **meta)
-        cache = model.denoiser.condition(tokens, torch.ones(1, N, **meta), torch.zeros(1, cfg.text.width, **meta),
-                                         torch.zeros(1, M, **meta))
-        cond = _count(lambda: model.denoiser.condition(tokens, torch.ones(1, N, **meta),
-                                                       torch.zeros(1, cfg.text.width, **meta),
+        cache = model.denoiser.condition(tokens, torch.zeros(1, cfg.text.width, **meta), torch.zeros(1, M, **meta))
+        cond = _count(lambda: model.denoiser.condition(tokens, torch.zeros(1, cfg.text.width, **meta),
                                                        torch.zeros(1, M, **meta)))
         den = _count(lambda: model.denoiser.forward_cached(torch.zeros(1, T, M, **meta),
                                                            torch.zeros(1, dtype=torch.int64, **meta),
-                                                           torch.zeros(1, T, D, **meta), cache)) / T
+                                                           torch.zeros(1, T, D, **meta), cache,
+                                                           torch.ones(1, N, **meta))) / T
     return [
         ComponentCost("vae.appearance_encoder", params["vae.appearance_encoder"], app, "portrait"),
         ComponentCost("vae.motion_encoder", params["vae.motion_encoder"], mot, "frame (training)"),
@@ -72,10 +62,3 @@ def _costs(cfg: ModelConfig) -> list[ComponentCost]:
         ComponentCost("denoiser.condition", 0, cond, "instruction"),
         ComponentCost("denoiser", params["denoiser"], den, "frame x step"),
     ]
-
-
-def per_frame_gflop(costs: list[ComponentCost], steps: int, window_over_chunk: float = 1.0) -> float:
-    """Steady-state GFLOP per output frame: decoder + (audio + denoiser x steps) x (window / chunk), since
-    the audio encoder and the denoiser run over the whole window (known prefix + new chunk)."""
-    by = {c.name: c for c in costs}
-    return by["vae.decoder"].gflop + (by["audio_encoder"].gflop + by["denoiser"].gflop * steps) * window_over_chunk

@@ -45,10 +45,9 @@ class TorchBackend:
         return self._np(tokens), self._np(pooled)
 
     def condition(self, tokens, mask, pooled, keyframe):
-        mask = mask.astype(np.float32)
-        cache = self._run(self.model.denoiser.condition, tokens, mask, pooled, keyframe)
-        return InstructionTensors(const=self._np(cache.const), keys=self._np(cache.keys),
-                                  values=self._np(cache.values), mask=mask)
+        const, keys, values = self._run(self.model.denoiser.condition, tokens, pooled, keyframe)
+        return InstructionTensors(const=self._np(const), keys=self._np(keys), values=self._np(values),
+                                  mask=mask.astype(np.float32))
 
     def encode_audio(self, wave, blink=None):
         return self._np(self._run(self.model.audio_encoder, wave, *(() if blink is None else (blink,))))

@@ -43,16 +43,16 @@ def test_cached_equals_uncached(flags):
     randomize_gates(model)
     x = inputs()
     with torch.no_grad():
-        cache = model.condition(x["tokens"], x["mask"], x["pooled"], x["keyframe"])
-        cached = model.forward_cached(x["x_t"], x["t"], x["audio"], cache)
+        cache = model.condition(x["tokens"], x["pooled"], x["keyframe"])
+        cached = model.forward_cached(x["x_t"], x["t"], x["audio"], cache, x["mask"])
         reference = model.forward_reference(x["x_t"], x["t"], x["audio"], x["tokens"], x["mask"], x["pooled"],
                                             x["keyframe"])
     assert cached.shape == (2, 7, 16)
     assert (cached - reference).abs().max().item() < 1e-5
     # the shortcut is not vacuous: the branches change the output
     with torch.no_grad():
-        other = model.condition(x["tokens"] * 0 + 1, x["mask"], x["pooled"] * 0 + 1, x["keyframe"] * 0)
-        assert (model.forward_cached(x["x_t"], x["t"], x["audio"], other) - cached).abs().max() > 1e-3
+        other = model.condition(x["tokens"] * 0 + 1, x["pooled"] * 0 + 1, x["keyframe"] * 0)
+        assert (model.forward_cached(x["x_t"], x["t"], x["audio"], other, x["mask"]) - cached).abs().max() > 1e-3
 
 
 def test_padded_tokens_are_ignored():
@@ -64,9 +64,9 @@ def test_padded_tokens_are_ignored():
     changed[0, 4:] += 100.0                            # only the masked positions of instruction 0
     with torch.no_grad():
         a = model.forward_cached(x["x_t"], x["t"], x["audio"],
-                                 model.condition(x["tokens"], x["mask"], x["pooled"], x["keyframe"]))
+                                 model.condition(x["tokens"], x["pooled"], x["keyframe"]), x["mask"])
         b = model.forward_cached(x["x_t"], x["t"], x["audio"],
-                                 model.condition(changed, x["mask"], x["pooled"], x["keyframe"]))
+                                 model.condition(changed, x["pooled"], x["keyframe"]), x["mask"])
     assert (a[0] - b[0]).abs().max() < 1e-5
 
 
@@ -76,12 +76,12 @@ def test_zero_gates_make_each_branch_a_noop_at_init():
     x = inputs()
     with torch.no_grad():
         base = model.forward_cached(x["x_t"], x["t"], x["audio"],
-                                    model.condition(x["tokens"], x["mask"], x["pooled"], x["keyframe"]))
+                                    model.condition(x["tokens"], x["pooled"], x["keyframe"]), x["mask"])
         for key in ("tokens", "pooled", "keyframe"):      # motion, emotion and keyframe branch inputs
             y = dict(x)
             y[key] = torch.randn_like(x[key]) * 10
             out = model.forward_cached(y["x_t"], y["t"], y["audio"],
-                                       model.condition(y["tokens"], y["mask"], y["pooled"], y["keyframe"]))
+                                       model.condition(y["tokens"], y["pooled"], y["keyframe"]), y["mask"])
             assert torch.equal(out, base), key
     gates = [n for n, _ in model.named_parameters() if ".gate." in n]
     assert len(gates) == 2 * 3 * 2                          # weight+bias x 3 branches x 2 layers
@@ -93,10 +93,10 @@ def test_audio_and_time_change_the_prediction():
     model = Denoiser(small_denoiser_cfg(), motion_dim=16, text_dim=24).eval()
     x = inputs()
     with torch.no_grad():
-        cache = model.condition(x["tokens"], x["mask"], x["pooled"], x["keyframe"])
-        a = model.forward_cached(x["x_t"], x["t"], x["audio"], cache)
-        b = model.forward_cached(x["x_t"], x["t"], torch.zeros_like(x["audio"]), cache)
-        c = model.forward_cached(x["x_t"], x["t"].flip(0), x["audio"], cache)
+        cache = model.condition(x["tokens"], x["pooled"], x["keyframe"])
+        a = model.forward_cached(x["x_t"], x["t"], x["audio"], cache, x["mask"])
+        b = model.forward_cached(x["x_t"], x["t"], torch.zeros_like(x["audio"]), cache, x["mask"])
+        c = model.forward_cached(x["x_t"], x["t"].flip(0), x["audio"], cache, x["mask"])
     assert (a - b).abs().max() > 1e-3 and (a - c).abs().max() > 1e-3
 
 
@@ -118,11 +118,12 @@ def test_demo_shapes_end_to_end():
         ids = torch.ones(2, cfg.text.context, dtype=torch.int64)
         tokens, pooled = m.text_encoder(ids, torch.ones_like(ids))
         assert tokens.shape == (2, cfg.text.context, cfg.text.width) and pooled.shape == (2, cfg.text.width)
-        cache = m.denoiser.condition(tokens, torch.ones(2, cfg.text.context), pooled, torch.zeros(2, M))
+        cache = m.denoiser.condition(tokens, pooled, torch.zeros(2, M))
         L, D = cfg.denoiser.conformer.layers, cfg.denoiser.conformer.d_model
-        assert cache.const.shape == (2, L, D) and cache.keys.shape == (2, L, cfg.text.context, D)
+        const, keys, values = cache
+        assert const.shape == (2, L, D) and keys.shape == (2, L, cfg.text.context, D) and values.shape == keys.shape
         x0, hidden = m.denoiser.forward_cached(torch.zeros(2, T, M), torch.tensor([5, 5]), audio, cache,
-                                               return_hidden=True)
+                                               torch.ones(2, cfg.text.context), return_hidden=True)
         assert x0.shape == (2, T, M)
         heads = m.denoiser.heads(x0, hidden)
         assert heads["pose"].shape == (2, T, 3) and heads["au_logits"].shape == (2, cfg.denoiser.num_aus)
@@ -145,10 +146,10 @@ def test_paper_shapes_on_meta_device():
         ids = torch.zeros(1, 77, dtype=torch.int64)
         tokens, pooled = m.text_encoder(ids, torch.ones_like(ids))
         assert tuple(tokens.shape) == (1, 77, 768) and tuple(pooled.shape) == (1, 768)
-        cache = m.denoiser.condition(tokens, torch.ones(1, 77), pooled, torch.zeros(1, M))
-        assert tuple(cache.keys.shape) == (1, 12, 77, 768)
+        cache = m.denoiser.condition(tokens, pooled, torch.zeros(1, M))
+        assert tuple(cache[1].shape) == (1, 12, 77, 768)
         assert tuple(m.denoiser.forward_cached(torch.zeros(1, T, M), torch.zeros(1, dtype=torch.int64), audio,
-                                               cache).shape) == (1, T, M)
+                                               cache, torch.ones(1, 77)).shape) == (1, T, M)
     assert cfg.motion_dim == 768 and cfg.denoiser.conformer.layers == 12 and cfg.denoiser.conformer.heads == 12
 
 
