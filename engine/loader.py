@@ -1,16 +1,22 @@
-"""Build a ready pipeline by name: config + weights + backend + tokenizer."""
+"""Build a ready pipeline by name: config + weights + backend + tokenizer.
+
+The shipped files are found through the installed `instructavatar` package (instructavatar/assets/), so a
+wheel install finds them as an editable checkout does.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import instructavatar
+
 from .backend import resolve_backend
 from .config import ModelConfig, get_config
 from .pipeline import Pipeline
 from .tokenizer import build_tokenizer
 
-ASSETS = Path(__file__).resolve().parent.parent / "instructavatar" / "assets"
+ASSETS = Path(instructavatar.__file__).resolve().parent / "assets"
 DEMO_WEIGHTS = ASSETS / "demo" / "demo.safetensors"
 
 

