@@ -37,6 +37,7 @@ import numpy as np
 
 from .backend import Backend, InstructionTensors
 from .blinks import BlinkSchedule
+from .chunk_loop import denoise_chunk, draw_step_noise
 from .config import ModelConfig
 from .ddim import DDIMSampler
 from .media.image_io import load_portrait, to_frames, to_model_input
@@ -258,22 +259,22 @@ class Pipeline:
             audio = audio[rows]
 
         x = np.stack([self.sampler.initial_noise((T, M), s.rng) for s in sessions])   # (B, T, M)
-        if P:
-            prefix = np.stack([s.prefix_motion for s in sessions])                   # (B, P, M)
-        for i, t in enumerate(self.sampler.timesteps):
-            if P:
-                x[:, :P] = prefix
-            with _timed(self.timings, "denoise_step"):
-                out = self.backend.denoise(x[rows] if guided else x, np.full(len(rows), t, np.int64), audio,
-                                           known, inst)
-                x0 = out[:B]
-                if guided:                                                             # x0 of the guided rows
-                    neutral = out[B:]
-                    x0[guided] = neutral + self.guidance * (x0[guided] - neutral)
-            noise = None
-            if self.sampler.coefficients[i].sigma > 0:
-                noise = np.stack([s.rng.standard_normal((T, M), dtype=np.float32) for s in sessions])
-            x = self.sampler.step(x0, i, x, noise=noise).astype(np.float32)
+        prefix = np.stack([s.prefix_motion for s in sessions]) if P else None          # (B, P, M)
+        noises = draw_step_noise(self.sampler, lambda: np.stack(                       # eta > 0: per step
+            [s.rng.standard_normal((T, M), dtype=np.float32) for s in sessions]))
+        g_idx = np.asarray(guided, np.int64) if guided else None
+        device_loop = getattr(self.backend, "denoise_chunk", None)                     # optional (backend.py)
+        if device_loop is not None:
+            with _timed(self.timings, "denoise_chunk"):
+                x = device_loop(self.sampler, x, prefix, audio, known, inst, rows, g_idx, self.guidance, noises)
+        else:
+            def denoise(x_rows: np.ndarray, i: int) -> np.ndarray:
+                with _timed(self.timings, "denoise_step"):
+                    t = np.full(len(rows), self.sampler.timesteps[i], np.int64)
+                    return self.backend.denoise(x_rows, t, audio, known, inst)
+
+            x = denoise_chunk(self.sampler, denoise, x, prefix, rows if guided else None, g_idx, self.guidance,
+                              noises).astype(np.float32)
         motion = x[:, P:]                                                             # (B, C, M)
 
         frames = self._decode(motion, sessions)
