@@ -35,6 +35,29 @@ TEXTS_PER_CLIP = 3          # the clip's own instruction + 2 more phrasings of t
 TEXT_TOKENS = 40            # stored token embeddings per text (instructions are shorter; checked)
 
 
+def free_texts(clip, rng: np.random.Generator, n: int, fits=lambda text: True, tries: int = 50) -> list[str]:
+    """n train-split phrasings of the clip's content as people type them (avatarworld/phrasings.py: graded words,
+    idioms, exclamation, comparison, hedging, described motions); the default instruction for neutral talk.
+    Each is drawn again until `fits(text)` (the stored token length)."""
+    from ..avatarworld import phrasings
+
+    spec = clip.spec
+    if spec.kind == "talk_neutral":
+        return [DEFAULT_INSTRUCTION] * n
+    emotion = None if spec.kind == "motion" else spec.emotion
+    out = []
+    for _ in range(n):
+        for _ in range(tries):
+            text = phrasings.free_instruction(emotion, spec.intensity, spec.motions, rng, "train",
+                                              timing=spec.timing or None)
+            if fits(text):
+                break
+        else:
+            raise RuntimeError(f"no free phrasing of clip {spec} fits in {TEXT_TOKENS} tokens")
+        out.append(text)
+    return out
+
+
 def alternate_texts(clip, rng: np.random.Generator, n: int) -> list[str]:
     """The clip's instruction plus n-1 other train-split phrasings of the same emotion/intensity/motions."""
     spec = clip.spec
@@ -52,7 +75,9 @@ def alternate_texts(clip, rng: np.random.Generator, n: int) -> list[str]:
     return texts
 
 
-def prepare(out: Path, clips: int, seed: int, config: str = "demo", workers: int = 1) -> None:
+def prepare(out: Path, clips: int, seed: int, config: str = "demo", workers: int = 1, free: int = 0) -> None:
+    """`free` > 0: each clip also gets that many phrasings as people type them (free_texts), after the usual
+    TEXTS_PER_CLIP, drawn from their own random stream (the usual texts stay what they are without it)."""
     cfg = get_config(config)
     out.mkdir(parents=True, exist_ok=True)
     clip_dir = out / "clips"
@@ -64,6 +89,7 @@ def prepare(out: Path, clips: int, seed: int, config: str = "demo", workers: int
     enc = build_text_encoder(cfg.text, pretrained=True)
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed + 7)
+    free_rng = np.random.default_rng(seed + 11)
     per = 64
     for k, start in enumerate(range(0, len(ds), per)):
         shard = out / f"part_{k:04d}.npz"
@@ -82,6 +108,8 @@ def prepare(out: Path, clips: int, seed: int, config: str = "demo", workers: int
                 key_imgs.append(landmark_image(renderer.landmarks(ident, clip.keyframe), cfg.media.image_size,
                                                cfg.vae.landmark_size))
             texts = alternate_texts(clip, rng, TEXTS_PER_CLIP)
+            if free:
+                texts += free_texts(clip, free_rng, free, fits=lambda x: int(tok([x]).mask.sum()) <= TEXT_TOKENS)
             t = tok(texts)
             with torch.no_grad():
                 emb, pool = enc(torch.from_numpy(t.ids), torch.from_numpy(t.mask))
@@ -251,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", default="demo")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--free-texts", type=int, default=0,
+                   help="per clip, this many more phrasings as people type them (graded words, idioms, exclamation, "
+                        "comparison, hedging, described motions; avatarworld/phrasings.py)")
     q = sub.add_parser("latents")
     q.add_argument("--data", default="data/motion")
     q.add_argument("--vae", default="runs/vae/state.pt")
@@ -258,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     if args.cmd == "prepare":
-        prepare(Path(args.out), args.clips, args.seed, args.config, args.workers)
+        if args.free_texts < 0:
+            ap.error("--free-texts must be >= 0")
+        prepare(Path(args.out), args.clips, args.seed, args.config, args.workers, args.free_texts)
     else:
         print(encode_latents(Path(args.data), Path(args.vae), args.config, args.threads))
     return 0
