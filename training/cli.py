@@ -11,6 +11,7 @@ STEPS = {
     "motion": "Train the motion generator (audio encoder + denoiser)",
     "critic": "Train the decoder's AU critic (a perceptual loss for `train vae --au-critic`)",
     "probe": "Train the latent probe (motion latent -> AUs, pose, mouth) on ground-truth latents",
+    "photo-head": "Train photo mode's geometry head (motion latent -> landmark displacements, pose)",
     "package": "Combine VAE + motion states into the demo checkpoint",
     "quality": "Quality tables on held-out data (main, paraphrase, steps, streaming, ablations)",
 }
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         from .au_critic import main as run
     elif step == "quality":
         from .quality import main as run
+    elif step == "photo-head":
+        from .photo_head import main as run
     else:
         from .package import main as run
     return run(rest)
