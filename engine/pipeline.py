@@ -6,6 +6,13 @@ and keyframe, the instruction tensors, the motion prefix and audio carried betwe
 clock and the random generator. `Pipeline.step(sessions, chunks)` advances several sessions by one chunk
 as one batch; a session's `push_audio` / `flush` call it for one.
 
+Scheduler-facing use (server/worker.py): `Session.feed` appends audio to a bounded pending buffer,
+`Session.schedule_instruction` queues an instruction for an audio sample time, and `Pipeline.step_ready(sessions)`
+takes every session's ready chunk and advances them grouped by window shape (prefix length, chunk length), one
+batch per group. Everything a step reads (the portrait's neutral instruction, a guided session's instruction
+pair) is computed when the portrait, session or instruction is made, never inside `step`. Each session has its
+own chunk length (`chunk_frames`, 2..10 frames for the demo; the prefix is the config's).
+
 Streaming: audio is cut into chunks of `chunk_frames` video frames (640 samples each at 16 kHz/25 fps).
 Each chunk is sampled as a window = [prefix of `prefix_frames` previous frames | chunk]; the prefix's
 motion is the motion already emitted, given to the denoiser clean and flagged `known` at every DDIM step
@@ -28,13 +35,15 @@ drives is shared by both and kept. It costs one extra denoiser row per guided se
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .audio_input import SessionAudio, as_float_frames, check_seconds, check_whole_input
 from .backend import Backend, InstructionTensors
 from .blinks import BlinkSchedule
 from .chunk_loop import denoise_chunk, draw_step_noise
@@ -47,20 +56,39 @@ DEFAULT_INSTRUCTION = "Talk with a neutral expression."
 
 
 class StageTimings:
-    """Wall-clock milliseconds per stage, reachable from code (benchmarks read `.samples`)."""
+    """Wall-clock milliseconds per stage, reachable from code (benchmarks read `.samples`).
 
-    def __init__(self):
-        self.samples: dict[str, list[float]] = defaultdict(list)
+    `.samples[stage]` holds the last `keep` samples (a bounded ring: a long-running server does not grow);
+    `.count` / `.total_ms` are running totals over every sample since the last `clear`. Thread-safe."""
+
+    def __init__(self, keep: int = 4096):
+        self.keep = keep
+        self.samples: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=self.keep))
+        self.count: dict[str, int] = defaultdict(int)
+        self.total_ms: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
 
     def add(self, stage: str, ms: float) -> None:
-        self.samples[stage].append(ms)
+        with self._lock:
+            self.samples[stage].append(ms)
+            self.count[stage] += 1
+            self.total_ms[stage] += ms
 
     def clear(self) -> None:
-        self.samples.clear()
+        with self._lock:
+            self.samples.clear()
+            self.count.clear()
+            self.total_ms.clear()
+
+    def recent(self, stage: str) -> list[float]:
+        """A copy of the stage's retained samples (safe to read while another thread adds)."""
+        with self._lock:
+            return list(self.samples.get(stage, ()))
 
     def summary(self) -> dict[str, dict[str, float]]:
-        return {k: {"count": len(v), "mean_ms": float(np.mean(v)), "total_ms": float(np.sum(v))}
-                for k, v in self.samples.items() if v}
+        with self._lock:
+            return {k: {"count": self.count[k], "mean_ms": self.total_ms[k] / self.count[k],
+                        "total_ms": self.total_ms[k]} for k in self.samples if self.count[k]}
 
 
 class _timed:
@@ -79,7 +107,7 @@ class Portrait:
     image: np.ndarray          # (S,S,3) uint8 as the model sees it
     appearance: np.ndarray     # (1,Ca,h,w)
     keyframe: np.ndarray       # (1,M) motion latent, diffusion scale
-    neutral: InstructionTensors | None = None   # the default instruction with this keyframe (guidance)
+    neutral: InstructionTensors | None = None   # the default instruction with this keyframe (guidance; set by prepare)
 
 
 @dataclass
@@ -99,6 +127,32 @@ class Session:
     keep_motion: bool = False
     paired: InstructionTensors | None = None   # [instruction; default instruction] stacked, for a guided step alone
     blinks: BlinkSchedule | None = None         # idle-blink cue (models with `audio.blink_cue`); None = no cue
+    chunk_frames: int = 0                       # new frames per chunk (set by new_session; 0 = the config's)
+    max_pending_samples: int | None = None      # bound of `feed`'s buffer (None = unbounded)
+    taken_samples: int = 0                      # session sample clock: 16 kHz samples taken into chunks so far
+    scheduled: list[tuple[int, str, InstructionTensors, InstructionTensors | None]] = field(default_factory=list)
+    audio_ended: bool = False                   # `end_audio` was called: the next take pads the remainder
+    audio_in: SessionAudio | None = None        # push_audio's checks, mono mix and resampler (engine/audio_input.py)
+
+    def __post_init__(self):
+        if self.audio_in is None:
+            self.audio_in = SessionAudio(self.pipeline.cfg.media.sample_rate)
+        if not self.chunk_frames:
+            self.chunk_frames = self.pipeline.cfg.stream.chunk_frames
+        self.paired = self._pair(self.instruction)
+
+    @property
+    def chunk_samples(self) -> int:
+        return self.chunk_frames * self.pipeline.samples_per_frame
+
+    @property
+    def prefix_len(self) -> int:
+        return 0 if self.prefix_motion is None else len(self.prefix_motion)
+
+    def _pair(self, inst: InstructionTensors) -> InstructionTensors | None:
+        if self.pipeline.guidance == 1.0 or self.portrait.neutral is None:
+            return None
+        return InstructionTensors.stack([inst, self.portrait.neutral])
 
     @property
     def guided(self) -> bool:
@@ -109,37 +163,110 @@ class Session:
         """Switch behaviour; takes effect from the next chunk. Returns warnings (e.g. truncation)."""
         self.instruction, self.instruction_text, warnings = self.pipeline.encode_instruction(
             text, self.portrait.keyframe)
-        self.paired = None
+        self.paired = self._pair(self.instruction)
         return warnings
 
-    def push_audio(self, samples: np.ndarray) -> np.ndarray:
-        """Append 16 kHz mono float32 audio; returns the frames of every chunk completed (n,S,S,3) uint8."""
-        self.pending = np.concatenate([self.pending, np.asarray(samples, np.float32).reshape(-1)])
-        per_chunk = self.pipeline.chunk_samples
+    def schedule_instruction(self, text: str | None, at_sample: int) -> list[str]:
+        """Switch behaviour in the chunk that holds 16 kHz sample `at_sample` of this session's clock (a time
+        already taken: the next chunk). The text is encoded now, on the caller's thread. Returns warnings."""
+        inst, text, warnings = self.pipeline.encode_instruction(text, self.portrait.keyframe)
+        self.scheduled.append((int(at_sample), text, inst, self._pair(inst)))
+        self.scheduled.sort(key=lambda e: e[0])
+        return warnings
+
+    def feed(self, samples: np.ndarray) -> None:
+        """Append 16 kHz mono float32 audio to the pending buffer without stepping (the scheduler steps).
+        Raises PendingAudioFull (nothing appended) past `max_pending_samples`."""
+        samples = np.asarray(samples, np.float32).reshape(-1)
+        if self.max_pending_samples is not None and len(self.pending) + len(samples) > self.max_pending_samples:
+            raise PendingAudioFull(f"pending audio would exceed {self.max_pending_samples} samples "
+                                   f"({len(self.pending)} buffered, {len(samples)} more)")
+        self.pending = np.concatenate([self.pending, samples])
+        self.audio_ended = False
+
+    def end_audio(self) -> None:
+        """No more audio for now: the next `take_chunk` pads the remainder with silence to whole frames."""
+        self.audio_ended = True
+
+    def drop_pending(self) -> int:
+        """Barge-in: forget buffered audio and scheduled instructions. Returns the samples dropped."""
+        n = len(self.pending)
+        self.pending = np.zeros(0, np.float32)
+        self.scheduled.clear()
+        self.audio_ended = False
+        return n
+
+    def take_chunk(self) -> np.ndarray | None:
+        """The next chunk's audio (chunk_samples, or the padded remainder after `end_audio`), removed from
+        the buffer, with any instruction scheduled inside it applied; None when no chunk is ready."""
+        n = self.chunk_samples
+        if len(self.pending) >= n:
+            chunk, self.pending = self.pending[:n], self.pending[n:]
+        elif self.audio_ended and len(self.pending):
+            spf = self.pipeline.samples_per_frame
+            chunk = np.zeros(-(-len(self.pending) // spf) * spf, np.float32)
+            chunk[: len(self.pending)] = self.pending
+            self.pending = np.zeros(0, np.float32)
+        else:
+            return None
+        if len(self.pending) == 0:
+            self.audio_ended = False
+        end = self.taken_samples + len(chunk)
+        while self.scheduled and self.scheduled[0][0] < end:
+            _, self.instruction_text, self.instruction, self.paired = self.scheduled.pop(0)
+        self.taken_samples = end
+        return chunk
+
+    def push_audio(self, samples: np.ndarray, sample_rate: int | None = None) -> np.ndarray:
+        """Append audio, (S,) or (S, C) int16/int32/uint8/float, at `sample_rate` (default the model's, 16 kHz;
+        another is resampled per session); returns the frames of every chunk completed (n,S,S,3) uint8.
+        Bad audio (NaN, wrong shape or dtype, another rate mid-session) raises AudioInputError and changes
+        nothing (engine/audio_input.py)."""
+        samples = self.audio_in.convert(samples, sample_rate)
         out = []
-        while len(self.pending) >= per_chunk:
-            chunk, self.pending = self.pending[:per_chunk], self.pending[per_chunk:]
-            out.append(self.pipeline.step([self], [chunk])[0])
+        for i in range(0, len(samples), self.chunk_samples):      # piecewise: the buffer stays within a chunk
+            self.pending = np.concatenate([self.pending, samples[i:i + self.chunk_samples]])
+            while (chunk := self.take_chunk()) is not None:
+                out.append(self.pipeline.step([self], [chunk])[0])
         return np.concatenate(out) if out else self.pipeline.empty_frames()
 
     def push_silence(self, seconds: float) -> np.ndarray:
-        return self.push_audio(np.zeros(int(round(seconds * self.pipeline.cfg.media.sample_rate)), np.float32))
+        rate = self.audio_in.rate or self.pipeline.cfg.media.sample_rate      # the session's input rate
+        return self.push_audio(np.zeros((int(round(seconds * rate)), self.audio_in.channels or 1), np.float32),
+                               sample_rate=rate)
 
     def flush(self) -> np.ndarray:
         """Emit the frames of the remaining audio (padded with silence to whole frames)."""
+        tail = self.audio_in.flush()                       # a resampled session's filter delay
+        if len(tail):
+            self.pending = np.concatenate([self.pending, tail])
         if len(self.pending) == 0:
             return self.pipeline.empty_frames()
-        spf = self.pipeline.samples_per_frame
-        n = -(-len(self.pending) // spf)
-        chunk = np.zeros(n * spf, np.float32)
-        chunk[: len(self.pending)] = self.pending
-        self.pending = np.zeros(0, np.float32)
-        return self.pipeline.step([self], [chunk])[0]
+        self.end_audio()
+        out = []
+        while (chunk := self.take_chunk()) is not None:
+            out.append(self.pipeline.step([self], [chunk])[0])
+        return np.concatenate(out)
 
     @property
     def clock_seconds(self) -> float:
         """Presentation time of the next frame on the audio sample clock."""
         return self.frames_emitted / self.pipeline.cfg.media.fps
+
+
+class PendingAudioFull(ValueError):
+    """`Session.feed` past the session's pending-audio bound."""
+
+
+def check_chunk_frames(cfg: ModelConfig, chunk_frames: int | None) -> int:
+    """A session's chunk length: the config's by default; 2 .. max(10, the config's) frames, or ValueError."""
+    if chunk_frames is None:
+        return cfg.stream.chunk_frames
+    hi = max(10, cfg.stream.chunk_frames)
+    if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, (int, np.integer)) \
+            or not 2 <= chunk_frames <= hi:
+        raise ValueError(f"chunk_frames must be an integer from 2 to {hi}, got {chunk_frames!r}")
+    return int(chunk_frames)
 
 
 def check_guidance(guidance: float) -> float:
@@ -185,7 +312,8 @@ class Pipeline:
         with _timed(self.timings, "portrait"):
             appearance = self.backend.encode_appearance(x)
             keyframe = self.backend.encode_keyframe(x) / self.scale
-        return Portrait(image=rgb, appearance=appearance, keyframe=keyframe)
+        neutral = self.encode_instruction(None, keyframe)[0]              # for guidance; never written in step
+        return Portrait(image=rgb, appearance=appearance, keyframe=keyframe, neutral=neutral)
 
     def encode_instruction(self, text: str | None, keyframe: np.ndarray) -> tuple[InstructionTensors, str, list[str]]:
         text = DEFAULT_INSTRUCTION if text is None else text
@@ -199,9 +327,9 @@ class Pipeline:
         return inst, text, warnings
 
     def _neutral(self, portrait: Portrait) -> InstructionTensors:
-        """The default instruction's tensors for this portrait (computed once, kept on the portrait)."""
+        """The default instruction's tensors for this portrait (set by `prepare` / `new_session`)."""
         if portrait.neutral is None:
-            portrait.neutral = self.encode_instruction(None, portrait.keyframe)[0]
+            raise ValueError("portrait has no neutral instruction: make it with Pipeline.prepare")
         return portrait.neutral
 
     def _denoiser_instruction(self, sessions: list[Session], guided: list[int]) -> InstructionTensors:
@@ -211,24 +339,59 @@ class Pipeline:
             s = sessions[0]
             if not guided:
                 return s.instruction
-            if s.paired is None:
-                s.paired = InstructionTensors.stack([s.instruction, self._neutral(s.portrait)])
-            return s.paired
+            if s.paired is not None:
+                return s.paired
+            return InstructionTensors.stack([s.instruction, self._neutral(s.portrait)])
         return InstructionTensors.stack([s.instruction for s in sessions]
                                         + [self._neutral(sessions[b].portrait) for b in guided])
 
     def new_session(self, portrait, instruction: str | None = None, seed: int = 0,
-                    keep_motion: bool = False, idle_blinks: bool = True) -> tuple[Session, list[str]]:
+                    keep_motion: bool = False, idle_blinks: bool = True, chunk_frames: int | None = None,
+                    max_pending_samples: int | None = None) -> tuple[Session, list[str]]:
         """A stream for one portrait. `idle_blinks` (models with a blink cue): the engine schedules blinks
-        (engine/blinks.py); off, the avatar blinks only when the instruction asks for it."""
+        (engine/blinks.py); off, the avatar blinks only when the instruction asks for it. `chunk_frames`: new
+        frames per chunk (check_chunk_frames). `max_pending_samples` bounds `feed`'s buffer."""
+        chunk_frames = check_chunk_frames(self.cfg, chunk_frames)
         p = portrait if isinstance(portrait, Portrait) else self.prepare(portrait)
+        if p.neutral is None:                                  # a Portrait made by hand: complete it now, once
+            p.neutral = self.encode_instruction(None, p.keyframe)[0]
         inst, text, warnings = self.encode_instruction(instruction, p.keyframe)
         blinks = None
         if self.cfg.audio.blink_cue:
             blinks = BlinkSchedule(self.cfg.blinks, self.cfg.media.fps, seed, enabled=idle_blinks)
         session = Session(pipeline=self, portrait=p, instruction_text=text, instruction=inst,
-                          rng=np.random.default_rng(seed), keep_motion=keep_motion, blinks=blinks)
+                          rng=np.random.default_rng(seed), keep_motion=keep_motion, blinks=blinks,
+                          chunk_frames=chunk_frames, max_pending_samples=max_pending_samples)
         return session, warnings
+
+    def step_ready(self, sessions: Iterable[Session], isolate: bool = False) -> list[tuple[Session, np.ndarray]]:
+        """Take every session's ready chunk (`Session.take_chunk`) and advance them, one batched `step` per
+        window shape (prefix length, chunk length). Returns (session, new frames (C,S,S,3) uint8) for each
+        session that had a chunk, in the order given. `isolate`: when a batch fails, each of its sessions is
+        stepped alone and one that fails again gets its exception in place of frames (the others go on)."""
+        groups: dict[tuple[int, int], list[tuple[Session, np.ndarray]]] = defaultdict(list)
+        order = []
+        for s in sessions:
+            chunk = s.take_chunk()
+            if chunk is not None:
+                groups[(s.prefix_len, len(chunk))].append((s, chunk))
+                order.append(s)
+        done: dict[int, np.ndarray] = {}
+        for group in groups.values():
+            try:
+                frames = self.step([s for s, _ in group], [c for _, c in group])
+            except Exception:
+                if not isolate:
+                    raise
+                frames = []
+                for s, c in group:
+                    try:
+                        frames.append(self.step([s], [c])[0])
+                    except Exception as e:            # this session's failure, reported to its owner
+                        frames.append(e)
+            for (s, _), f in zip(group, frames):
+                done[id(s)] = f
+        return [(s, done[id(s)]) for s in order]
 
     # -- once per chunk -------------------------------------------------------------------------------
     def step(self, sessions: list[Session], chunks: list[np.ndarray]) -> list[np.ndarray]:
@@ -303,23 +466,39 @@ class Pipeline:
     # -- whole inputs ---------------------------------------------------------------------------------
     def generate(self, portrait, audio: np.ndarray | None = None, seconds: float | None = None,
                  instruction: str | None = None, seed: int = 0, progress=None,
-                 warnings: list[str] | None = None, idle_blinks: bool = True) -> np.ndarray:
-        """Offline: all frames for `audio` (16 kHz mono float32) or `seconds` of silence (motion only).
-        `idle_blinks`: see `new_session`.
+                 warnings: list[str] | None = None, idle_blinks: bool = True,
+                 sample_rate: int | None = None) -> np.ndarray:
+        """Offline: all frames (N,S,S,3) uint8 for `audio` or `seconds` of silence (motion only).
+        `audio`: (S,) or (S, C) int16/int32/uint8/float at `sample_rate` (default the model's, 16 kHz); it is
+        checked whole before any compute (AudioInputError). `idle_blinks`: see `new_session`.
         Warnings (e.g. a truncated instruction) are appended to `warnings` when a list is given."""
+        return np.concatenate(list(self.iter_frames(portrait, audio, seconds, instruction, seed, progress,
+                                                    warnings, idle_blinks, sample_rate)))
+
+    def iter_frames(self, portrait, audio: np.ndarray | None = None, seconds: float | None = None,
+                    instruction: str | None = None, seed: int = 0, progress=None,
+                    warnings: list[str] | None = None, idle_blinks: bool = True,
+                    sample_rate: int | None = None) -> Iterator[np.ndarray]:
+        """`generate`, chunk by chunk: yields each completed chunk's frames (for writing as they come)."""
         if (audio is None) == (seconds is None):
             raise ValueError("give either audio or seconds")
+        media = self.cfg.media
         if audio is None:
-            audio = np.zeros(int(round(seconds * self.cfg.media.sample_rate)), np.float32)
+            seconds = check_seconds(seconds, self.cfg.max_audio_seconds, 1.0 / media.fps)
+            audio, sample_rate = np.zeros(int(round(seconds * media.sample_rate)), np.float32), None
+        else:
+            rate = SessionAudio(media.sample_rate).checked_rate(sample_rate)
+            check_whole_input(as_float_frames(audio), rate, media.fps, self.cfg.max_audio_seconds)
         session, found = self.new_session(portrait, instruction, seed, idle_blinks=idle_blinks)
         if warnings is not None:
             warnings.extend(found)
-        return np.concatenate(list(self.stream(session, _chunks(audio, self.chunk_samples), progress)))
+        yield from self.stream(session, _chunks(audio, self.chunk_samples), progress, sample_rate)
 
-    def stream(self, session: Session, audio_chunks: Iterable[np.ndarray], progress=None) -> Iterator[np.ndarray]:
-        """Frames as each chunk completes, then the flushed remainder."""
+    def stream(self, session: Session, audio_chunks: Iterable[np.ndarray], progress=None,
+               sample_rate: int | None = None) -> Iterator[np.ndarray]:
+        """Frames as each chunk completes, then the flushed remainder (chunks at `sample_rate`, see push_audio)."""
         for chunk in audio_chunks:
-            frames = session.push_audio(chunk)
+            frames = session.push_audio(chunk, sample_rate)
             if len(frames):
                 if progress is not None:
                     progress(len(frames))
