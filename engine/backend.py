@@ -1,9 +1,14 @@
 """The small interface through which the pipeline drives the model's components.
 
 Every method takes and returns numpy arrays with fixed names and shapes, so a backend is one class:
-`TorchBackend` (engine/modules/torch_backend.py: eager torch on CPU or CUDA); ONNX Runtime and TensorRT
-backends implement the same methods over exported graphs. The per-instruction tensors travel as plain
-arrays (`InstructionTensors`), so an exported denoiser step takes them as inputs.
+`TorchBackend` (engine/modules/torch_backend.py: eager torch on CPU or CUDA), `OrtBackend`
+(engine/ort_backend.py: ONNX Runtime over the graphs of export/specs.py, torch-free); a TensorRT backend
+implements the same methods over engines built from the same graphs.
+
+Per-instruction tensors are a backend-owned handle: `condition` returns it, the pipeline keeps it on the
+session and passes it back to `denoise`, and batches several with `stack_instructions` (never looking
+inside). The CPU backends use `InstructionTensors` (numpy arrays); a GPU backend returns device-resident
+buffers, so nothing is re-uploaded per DDIM step.
 
 Shapes (B = sessions in a batch, T = window frames, M = motion latent size, D = denoiser width,
 L = denoiser layers, N = instruction tokens, S = audio samples):
@@ -12,7 +17,8 @@ L = denoiser layers, N = instruction tokens, S = audio samples):
   encode_motion      landmark image (B,3,l,l) f32 [-1,1], or    -> (B,M) motion latent
                      points (B,P,2) f32 [-1,1] (vae.landmark_points = P > 0)
   encode_text        ids (B,N) i64, mask (B,N) i64              -> tokens (B,N,Dt), pooled (B,Dt)
-  condition          tokens, mask, pooled, keyframe (B,M) scaled -> InstructionTensors
+  condition          tokens, mask, pooled, keyframe (B,M) scaled -> handle (InstructionTensors on CPU)
+  stack_instructions [handle, ...]                               -> one handle for their rows, tokens padded
   encode_audio       wave (B,S) f32 16 kHz, S = T*640,          -> (B,T,D)
                      blink (B,T) f32 idle-blink cue or None (models with audio.blink_cue; engine/blinks.py)
   denoise            x_t (B,T,M), t (B,) i64, audio (B,T,D), known (B,T) f32, InstructionTensors
@@ -65,19 +71,47 @@ class Backend(Protocol):
     def condition(self, tokens: np.ndarray, mask: np.ndarray, pooled: np.ndarray,
                   keyframe: np.ndarray) -> InstructionTensors: ...
     def encode_audio(self, wave: np.ndarray, blink: np.ndarray | None = None) -> np.ndarray: ...
+    def stack_instructions(self, items: list) -> object: ...
     def denoise(self, x_t: np.ndarray, t: np.ndarray, audio: np.ndarray, known: np.ndarray,
                 inst: InstructionTensors) -> np.ndarray: ...
     def decode(self, motion: np.ndarray, appearance: np.ndarray) -> np.ndarray: ...
+
+
+def stack_instructions(backend, items: list):
+    """Batch instruction handles through the backend (InstructionTensors.stack for backends without one)."""
+    fn = getattr(backend, "stack_instructions", None)
+    return fn(items) if fn is not None else InstructionTensors.stack(items)
 
 
 class BackendError(RuntimeError):
     pass
 
 
-BACKENDS = ("auto", "torch")
+BACKENDS = ("auto", "ort", "torch")
+# auto: the fastest backend present, in this order (ORT fp32 measured faster than eager torch on the CPU:
+# benchmarks/RESULTS.md, "Backends")
+AUTO_ORDER = ("ort", "torch")
 
 
-def resolve_backend(name: str) -> str:
+def backend_present(name: str) -> bool:
+    """Whether the backend's runtime library can be imported here (without importing it)."""
+    import importlib.util
+
+    module = {"ort": "onnxruntime", "torch": "torch"}[name]
+    return importlib.util.find_spec(module) is not None
+
+
+def resolve_backend(name: str, usable=None) -> str:
+    """A concrete backend name for `name`; `auto` picks the first of AUTO_ORDER that is present and (when a
+    `usable(name) -> bool` is given, e.g. "has exported graphs for this config") usable."""
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; available here: {', '.join(BACKENDS)}")
-    return "torch" if name == "auto" else name
+    if name != "auto":
+        if not backend_present(name):
+            lib = {"ort": "onnxruntime", "torch": "torch"}[name]
+            raise BackendError(f"backend {name!r} needs {lib}, which is not installed (pip install {lib})")
+        return name
+    for candidate in AUTO_ORDER:
+        if backend_present(candidate) and (usable is None or usable(candidate)):
+            return candidate
+    raise BackendError("no backend is usable here: install onnxruntime (with exported graphs) or torch")

@@ -18,6 +18,7 @@ from .tokenizer import build_tokenizer
 
 ASSETS = Path(instructavatar.__file__).resolve().parent / "assets"
 DEMO_WEIGHTS = ASSETS / "demo" / "demo.safetensors"
+DEMO_ONNX = ASSETS / "demo" / "onnx"          # made by `instructavatar export --config demo --format onnx`
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -26,6 +27,22 @@ class MissingWeightsError(FileNotFoundError):
 
 def default_weights(cfg: ModelConfig) -> Path | None:
     return DEMO_WEIGHTS if cfg.name == "demo" and DEMO_WEIGHTS.is_file() else None
+
+
+def default_onnx_dir(cfg: ModelConfig, weights: Path | None) -> Path | None:
+    """The shipped export of the demo checkpoint (only for the shipped weights)."""
+    if cfg.name != "demo" or (DEMO_ONNX / "manifest.json").is_file() is False:
+        return None
+    return DEMO_ONNX if weights is None or Path(weights).resolve() == DEMO_WEIGHTS.resolve() else None
+
+
+def _weights_path(cfg: ModelConfig, weights, random_weights: bool) -> Path | None:
+    path = Path(weights) if weights else (None if random_weights else default_weights(cfg))
+    if path is None and not random_weights:
+        raise MissingWeightsError(
+            f"no weights for config {cfg.name!r}: pass --weights FILE, or --random-weights to run with "
+            "random weights (output will be noise-like)")
+    return path
 
 
 def build_model(cfg: ModelConfig, weights: str | Path | None = None, random_weights: bool = False,
@@ -60,16 +77,53 @@ def load_pipeline(config: str | ModelConfig = "demo", weights: str | Path | None
                   random_weights: bool = False, backend: str = "auto", steps: int | None = None,
                   eta: float | None = None, device: str = "cpu", threads: int | None = None,
                   clip_weights: str | Path | None = None, seed: int = 0, announce=None,
-                  guidance: float | None = None) -> Pipeline:
+                  guidance: float | None = None, onnx_dir: str | Path | None = None) -> Pipeline:
+    """`backend`: ort (ONNX Runtime over an export folder: `onnx_dir`, or the shipped demo export; imports no
+    torch), torch (eager), or auto (the fastest present that can run this model, announced on stderr)."""
     cfg = get_config(config) if isinstance(config, str) else config
-    name = resolve_backend(backend)
+    say = announce or (lambda m: print(m, file=sys.stderr))
+    folder = Path(onnx_dir) if onnx_dir else None
+    if folder is None and not random_weights:
+        folder = default_onnx_dir(cfg, _weights_path(cfg, weights, random_weights))
+    ort_usable = folder is not None and not (random_weights and not weights)
+    name = resolve_backend(backend, usable=lambda n: n != "ort" or ort_usable)
+    if backend == "auto":
+        why = f"ONNX Runtime over {folder}" if name == "ort" else "no ONNX export for this model here"
+        say(f"backend: {name} (auto: the fastest present; {why})")
+    if name == "ort":
+        return _ort_pipeline(cfg, weights, random_weights, folder, steps, eta, device, threads, guidance)
     model = build_model(cfg, weights, random_weights, clip_weights, seed)
     if random_weights and not weights:
         (announce or (lambda m: print(m, file=sys.stderr)))(
             f"*** RANDOM WEIGHTS: config {cfg.name!r} is running untrained; the video will not follow "
             "the audio or the instruction ***")
-    assert name == "torch"
     from .modules.torch_backend import TorchBackend
 
     return Pipeline(cfg, TorchBackend(model, device=device, threads=threads), build_tokenizer(cfg.text),
                     steps=steps, eta=eta, guidance=guidance)
+
+
+def _ort_pipeline(cfg: ModelConfig, weights, random_weights: bool, folder: Path | None, steps, eta, device: str,
+                  threads, guidance) -> Pipeline:
+    """The ONNX Runtime pipeline: torch is never imported."""
+    from .backend import BackendError
+    from .ort_backend import OrtBackend, available_providers
+
+    if random_weights and not weights:
+        raise BackendError("--random-weights runs eager torch: use --backend torch (ORT runs exported graphs)")
+    if folder is None:
+        raise BackendError(f"no ONNX export for config {cfg.name!r} with these weights: make one with "
+                           f"`instructavatar export --config {cfg.name} --format onnx --out DIR` and pass it, "
+                           "or use --backend torch")
+    path = _weights_path(cfg, weights, random_weights)
+    if path is not None and not path.is_file():
+        raise MissingWeightsError(f"weights file not found: {path}")
+    providers = None
+    if device != "cpu":
+        have = available_providers()
+        if "CUDAExecutionProvider" not in have:
+            raise BackendError(f"--device {device} with --backend ort needs onnxruntime-gpu (providers here: "
+                               f"{', '.join(have)})")
+        providers = [p for p in have if p != "CPUExecutionProvider"] + ["CPUExecutionProvider"]
+    backend = OrtBackend(folder, cfg, weights=path, threads=threads, providers=providers)
+    return Pipeline(cfg, backend, build_tokenizer(cfg.text), steps=steps, eta=eta, guidance=guidance)

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .audio_input import SessionAudio, as_float_frames, check_seconds, check_whole_input
-from .backend import Backend, InstructionTensors
+from .backend import Backend, InstructionTensors, stack_instructions
 from .blinks import BlinkSchedule
 from .chunk_loop import denoise_chunk, draw_step_noise
 from .config import ModelConfig
@@ -152,7 +152,7 @@ class Session:
     def _pair(self, inst: InstructionTensors) -> InstructionTensors | None:
         if self.pipeline.guidance == 1.0 or self.portrait.neutral is None:
             return None
-        return InstructionTensors.stack([inst, self.portrait.neutral])
+        return stack_instructions(self.pipeline.backend, [inst, self.portrait.neutral])
 
     @property
     def guided(self) -> bool:
@@ -341,8 +341,8 @@ class Pipeline:
                 return s.instruction
             if s.paired is not None:
                 return s.paired
-            return InstructionTensors.stack([s.instruction, self._neutral(s.portrait)])
-        return InstructionTensors.stack([s.instruction for s in sessions]
+            return stack_instructions(self.backend, [s.instruction, self._neutral(s.portrait)])
+        return stack_instructions(self.backend, [s.instruction for s in sessions]
                                         + [self._neutral(sessions[b].portrait) for b in guided])
 
     def new_session(self, portrait, instruction: str | None = None, seed: int = 0,
