@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...kernels.dispatch import FoldCache, gated_cross_attention
+from ...kernels.reference import CrossAttentionWeights
 from ..config import AdapterConfig, DenoiserConfig
 from .conformer import ConvModule, FeedForward, SelfAttention, sinusoidal_table, timestep_embedding
 
@@ -54,24 +56,6 @@ def zero_gate(d: int, enabled: bool) -> nn.Module:
 def attention_bias(mask: Tensor) -> Tensor:
     """(B, N) 1/0 key mask -> (B, 1, 1, N) additive bias (0 keep, -1e4 drop)."""
     return ((mask.to(torch.float32) - 1.0) * 1e4)[:, None, None, :]
-
-
-def gated_cross_attention(h: Tensor, query: Tensor, k: Tensor, v: Tensor, bias: Tensor, heads: int,
-                          out_proj: nn.Module, gate: nn.Module, const: Tensor) -> Tensor:
-    """The block's whole text/keyframe conditioning step, in one place (a fused kernel replaces this).
-
-    h, query: (B, T, D) hidden state and its projected queries; k, v: (B, N, D) motion-branch keys/values
-    of this layer; bias: (B, 1, 1, N); const: (B, D) emotion + keyframe branch output of this layer.
-    Returns h + const + gate(out_proj(softmax(q k^T / sqrt(dh) + bias) v)).
-    """
-    B, T, D = query.shape
-    N = k.shape[1]
-    q = query.view(B, T, heads, D // heads).transpose(1, 2)          # (B, H, T, dh)
-    kh = k.view(B, N, heads, D // heads).transpose(1, 2)             # (B, H, N, dh)
-    vh = v.view(B, N, heads, D // heads).transpose(1, 2)
-    y = F.scaled_dot_product_attention(q, kh, vh, attn_mask=bias)    # (B, H, T, dh)
-    y = y.transpose(1, 2).reshape(B, T, D)
-    return h + const[:, None, :] + gate(out_proj(y))
 
 
 class ConditionBranch(nn.Module):
@@ -116,6 +100,7 @@ class DenoiserLayer(nn.Module):
         self.keyframe = ConditionBranch(d, cfg.zero_gates)
         self.ffn2 = FeedForward(d, c.ffn_dim, c.dropout)
         self.final_norm = nn.LayerNorm(d)
+        self._fold = FoldCache()          # derived from the parameters above; not part of the state dict
 
     def _backbone_head(self, h: Tensor) -> Tensor:
         h = h + 0.5 * self.ffn1(h)
@@ -133,10 +118,17 @@ class DenoiserLayer(nn.Module):
             const = const + self.emotion.constant(emotion)
         return const, self.motion.k(tokens), self.motion.v(tokens)
 
+    def cross_attention_weights(self) -> CrossAttentionWeights:
+        """The motion branch as the fused step reads it: cond_norm, the query projection, and out + gate folded
+        into one matrix and bias (kernels/reference.py). Built once per weight version at inference (every
+        backend and the exported graph read this one fold); rebuilt differentiably while training."""
+        return self._fold.get(self.cond_norm, self.motion.q, self.motion.out, self.motion.gate)
+
     def forward(self, h: Tensor, const: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+        """h (B,T,D), const (B,D), k/v (B,N,D) this layer's instruction tensors, bias (B,1,1,N) -> (B,T,D)."""
         h = self._backbone_head(h)
-        h = gated_cross_attention(h, self.motion.q(self.cond_norm(h)), k, v, bias, self.heads,
-                                  self.motion.out, self.motion.gate, const)
+        # h + const + gate(out(attention(q(cond_norm(h)), k, v))): Triton on CUDA, SDPA elsewhere (kernels/dispatch.py)
+        h = gated_cross_attention(h, self.cross_attention_weights(), k, v, bias.flatten(1), const, self.heads)
         return self._backbone_tail(h)
 
     def forward_reference(self, h: Tensor, emotion: Tensor, keyframe: Tensor, tokens: Tensor, bias: Tensor) -> Tensor:
