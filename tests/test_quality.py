@@ -132,3 +132,48 @@ def test_sample_seeds_must_be_positive(capsys):
     with pytest.raises(SystemExit) as exc:
         Q.main(["main", "--sample-seeds", "0"])
     assert exc.value.code == 2 and "--sample-seeds must be >= 1" in capsys.readouterr().err
+
+
+def test_phrasing_forms_table_plumbing():
+    """Per-form paraphrase rows (training/quality_forms.py): which clips each form can say, texts from the right
+    split, and the summary's gaps and level-3 counts."""
+    from instructavatar.avatarworld import phrasings
+    from instructavatar.training import quality_forms as F
+
+    assert F.parse_forms("all") == phrasings.FORMS and F.parse_forms("none") == ()
+    assert F.parse_forms("graded,hedge") == ("graded", "hedge")
+    with pytest.raises(ValueError, match="expected 'all'"):
+        F.parse_forms("graded,sonnet")
+    specs = [_Clip(spec_for_index(Q.EVAL_SEED, i, "heldout")) for i in range(48)]
+    for form in phrasings.FORMS:
+        keep = F.clips_for(form, specs)
+        assert keep, form
+        for c in keep:
+            s = c.spec
+            assert s.kind != "talk_neutral"
+            if form in phrasings.EMOTION_FORMS:
+                assert s.kind == "talk" and not s.motions and s.emotion != "neutral"
+                assert form in phrasings.EMOTION_FORMS_BY_LEVEL[s.intensity]
+            seen, held = F.form_text(form, "train")(c, 0), F.form_text(form, "heldout")(c, 0)
+            assert seen and held and seen != held
+            assert F.form_text(form, "train")(c, 0) == seen           # deterministic per clip
+    assert not F.clips_for("exclamation", [c for c in specs if c.spec.intensity != 3])
+
+    def rec(level, pred, f1):
+        return {"intensity": level, "intensity_pred": pred, "intensity_acc": float(level == pred), "au_f1": f1,
+                "au_emo": 1.0}
+
+    text, data = F.summary_table({"graded": {"train": [rec(3, 3, 0.6), rec(2, 2, 0.6)],
+                                             "heldout": [rec(3, 2, 0.5), rec(2, 2, 0.6)]}})
+    d = data["graded"]
+    assert d["seen"]["intensity_acc"] == 1.0 and d["heldout"]["intensity_acc"] == 0.5
+    assert d["intensity_gap"] == -0.5 and not d["intensity_ok"]
+    assert d["heldout"]["top_read"] == 0 and d["heldout"]["top_n"] == 1 and d["heldout"]["level_error"] == -0.5
+    assert abs(d["au_f1_gap"] + 0.05) < 1e-9 and not d["au_f1_ok"]
+    assert "| graded | 2 |" in text and "no / no" in text
+
+
+def test_bad_forms_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        Q.main(["paraphrase", "--forms", "graded,limerick"])
+    assert exc.value.code == 2 and "--forms 'graded,limerick': expected" in capsys.readouterr().err

@@ -363,12 +363,23 @@ def table_guidance(args, clips, ev, size, probe) -> tuple[str, dict]:
 
 
 def table_paraphrase(args, clips, ev, size, probe) -> tuple[str, dict]:
+    """The world's seen vs held-out phrasings, then (training/quality_forms.py) the same per phrasing form of
+    instructions as people type them (--forms; --forms-only leaves the world's rows out)."""
+    from . import quality_forms
+
     pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads, args.guidance)
     keep = [c for c in clips if c.spec.kind != "talk_neutral"]
     chunk = pipe.cfg.stream.chunk_frames
-    rows = [run_system("seen (train) phrasings", keep, model_output(pipe, seen_text, size), ev, chunk, probe),
-            run_system("held-out phrasings", keep, model_output(pipe, heldout_text, size), ev, chunk, probe)]
-    return markdown_table(rows), _data(rows)
+    text, data = "", {}
+    if not args.forms_only:
+        rows = [run_system("seen (train) phrasings", keep, model_output(pipe, seen_text, size), ev, chunk, probe),
+                run_system("held-out phrasings", keep, model_output(pipe, heldout_text, size), ev, chunk, probe)]
+        text, data = markdown_table(rows), _data(rows)
+    if args.forms:
+        t, d = quality_forms.table_forms(pipe, clips, args.forms, ev, size, probe, args.sample_seeds, run_system,
+                                         model_output, markdown_table)
+        text, data = (text + "\n\n" if text else "") + t, {**data, **d}
+    return text, data
 
 
 def table_steps(args, clips, ev, size, probe) -> tuple[str, dict]:
@@ -550,6 +561,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-seeds", type=int, default=1,
                     help="main: sample each clip with this many seeds (seeds i, i + N, ...; every model row alike) "
                          "and average; whether a silent clip blinks depends on the seed")
+    ap.add_argument("--forms", default="all",
+                    help="paraphrase: phrasing forms of instructions as people type them (avatarworld/phrasings.py), "
+                         "'all', 'none' or a comma list, each seen vs held out")
+    ap.add_argument("--forms-only", action="store_true", help="paraphrase: leave out the world's own two rows")
     ap.add_argument("--steps-list", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8, 16, 50])
     ap.add_argument("--guidance", type=float, default=None,
                     help="instruction guidance scale (default: the config's; 1 = off)")
@@ -568,6 +583,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.sample_seeds < 1:
         ap.error("--sample-seeds must be >= 1")
+    from .quality_forms import parse_forms
+
+    try:
+        args.forms = parse_forms(args.forms)
+    except ValueError as e:
+        ap.error(str(e))
     if args.audio_only is None and args.table == "main":
         from .package import AUDIO_ONLY_WEIGHTS
 
