@@ -110,8 +110,9 @@ def _check_file(path: str, what: str) -> None:
 def cmd_render(args) -> int:
     from .engine.backend import resolve_backend
     from .engine.config import get_config
-    from .engine.media.audio_io import load_audio, normalize_loudness
+    from .engine.media.audio_io import load_audio_original, model_audio, normalize_loudness
     from .engine.media.image_io import load_portrait
+    from .engine.media.video_io import VideoFormatError, container_for
     from .engine.pipeline import DEFAULT_INSTRUCTION, frame_count
 
     # Everything that can be checked without the model is checked first (fast failure, no wasted load).
@@ -133,11 +134,16 @@ def cmd_render(args) -> int:
     if args.clip_weights:
         _check_file(args.clip_weights, "CLIP weights file")
 
+    try:
+        container_for(args.out)                                    # the container follows the extension
+    except VideoFormatError as e:
+        raise InputError(_one_line(e)) from None
     portrait = load_portrait(args.image, cfg.media.image_size)
     rate, fps = cfg.media.sample_rate, cfg.media.fps
-    audio = None
+    audio = original = original_rate = None
     if args.audio is not None:
-        audio = load_audio(args.audio, rate, cfg.max_audio_seconds)    # the original, mono, at 16 kHz
+        original, original_rate = load_audio_original(args.audio, cfg.max_audio_seconds)   # muxed as it is
+        audio = model_audio(original, original_rate, rate)                # mono, at 16 kHz, for the model
         n_samples = len(audio)
     else:
         n_samples = int(round(args.seconds * rate))
@@ -167,32 +173,37 @@ def cmd_render(args) -> int:
         _warn(f"instruction truncated to {pipeline.tokenizer.context} tokens (the text encoder's context)")
 
     n_frames = frame_count(n_samples, pipeline.samples_per_frame)
-    model_audio = None if audio is None else normalize_loudness(audio)   # loudness only for the model
+    model_in = None if audio is None else normalize_loudness(audio)   # loudness only for the model
     from tqdm import tqdm
 
     bar = tqdm(total=n_frames, unit="frame", desc="render", file=sys.stderr, dynamic_ncols=True,
                disable=args.quiet)
+    from .engine.render import render_to_file
+
     t1 = time.perf_counter()
-    try:
-        frames = pipeline.generate(portrait, audio=model_audio,
-                                   seconds=None if audio is not None else n_samples / rate,
-                                   instruction=instruction, seed=args.seed, progress=bar.update,
-                                   idle_blinks=not args.no_idle_blinks)
-    finally:
+    try:    # frames go to the file as each chunk completes; a stopped render keeps what was finished
+        result = render_to_file(pipeline, out, portrait, audio=model_in,
+                                seconds=None if audio is not None else n_samples / rate,
+                                instruction=instruction, seed=args.seed, mux_audio=original, mux_rate=original_rate,
+                                progress=bar.update, idle_blinks=not args.no_idle_blinks)
+    except BaseException as e:
         bar.close()
+        partial = getattr(e, "partial", None)
+        if partial is not None and partial.frames:
+            _warn(f"render stopped: {out} holds the first {partial.frames} of {n_frames} frames "
+                  f"({partial.seconds:.2f} s), playable")
+        elif partial is not None:
+            _warn(f"render stopped before the first chunk finished: {out} was not written")
+        if isinstance(e, OSError):
+            raise InputError(f"cannot write {out}: {_one_line(e)}") from None
+        raise
+    bar.close()
     gen_s = time.perf_counter() - t1
-
-    from .engine.media.video_io import write_video
-
-    try:
-        write_video(out, frames, fps=fps, audio=audio, sample_rate=rate)
-    except OSError as e:
-        raise InputError(f"cannot write {out}: {_one_line(e)}") from None
 
     seconds = n_samples / rate
     summary = {
-        "out": str(out), "frames": int(len(frames)), "fps": fps, "size": int(frames.shape[1]),
-        "audio_seconds": seconds, "video_seconds": len(frames) / fps, "load_seconds": load_s,
+        "out": str(out), "frames": result.frames, "fps": fps, "size": cfg.media.image_size,
+        "audio_seconds": seconds, "video_seconds": result.seconds, "load_seconds": load_s,
         "generate_seconds": gen_s, "real_time_factor": gen_s / seconds,
         "steps": pipeline.sampler.num_steps, "stages": pipeline.timings.summary(),
     }
@@ -350,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--audio", help="speech (wav, flac, mp3, m4a, ...; resampled to 16 kHz mono)")
     src.add_argument("--seconds", type=float, help="motion only: this many seconds, no audio")
     r.add_argument("--instruction", help='what to do, e.g. "talk happily" (default: a neutral expression)')
-    r.add_argument("--out", required=True, help="output .mp4")
+    r.add_argument("--out", required=True, help="output video: .mp4, .mov, .mkv, .avi or .webm (the extension "
+                                                "picks the container)")
     _model_args(r)
     r.add_argument("--no-idle-blinks", action="store_true",
                    help="the engine schedules no blinks (the avatar blinks only when the instruction says so)")

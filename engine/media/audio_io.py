@@ -172,17 +172,55 @@ def load_audio(path, target_rate: int = 16000, max_seconds: float | None = None)
     return _finish(x, rate, target_rate)
 
 
-def _read_soundfile(p: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
+def load_audio_original(path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """An audio file as it is: (float32 (S, C) in [-1, 1] with the file's channels, the file's rate), checked
+    as `load_audio` checks (missing, undecodable, empty, too short or long, NaN). For muxing the user's own
+    sound into the output video; `model_audio` turns it into the model's input."""
+    p = Path(os.fspath(path))
+    if not p.exists():
+        raise AudioInputError(f"audio file not found: {p}")
+    if not p.is_file():
+        raise AudioInputError(f"not a file: {p}")
+    if p.stat().st_size == 0:
+        raise AudioInputError(f"audio file is empty (0 bytes): {p}")
+    readers = [_read_soundfile, _read_pyav]
+    if p.suffix.lower() not in _SOUNDFILE_EXTS:
+        readers.reverse()
+    first_error: Exception | None = None
+    for reader in readers:
+        try:
+            x, rate = reader(p, max_seconds, keep_channels=True)
+            break
+        except AudioInputError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any decoder failure becomes one user-facing message
+            first_error = first_error or e
+    else:
+        msg = " ".join(str(first_error).split()) or type(first_error).__name__
+        raise AudioInputError(f"cannot decode audio file {p}: {msg}")
+    rate = _check_rate(rate)
+    _check_duration(x.shape[0], rate, max_seconds)
+    _check_finite(x)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    return (x / np.float32(peak) if peak > 1.0 else x).astype(np.float32), rate
+
+
+def model_audio(original: np.ndarray, rate: int, target_rate: int = 16000) -> np.ndarray:
+    """`load_audio_original`'s (S, C) at `rate` -> what `load_audio` gives: float32 mono at `target_rate`."""
+    return _finish(_mix(original, axis=1), _check_rate(rate), _check_rate(target_rate))
+
+
+def _read_soundfile(p: Path, max_seconds: float | None, keep_channels: bool = False) -> tuple[np.ndarray, int]:
     with sf.SoundFile(str(p)) as f:
         rate = f.samplerate
         if f.frames > 0 and max_seconds is not None:   # reject long files before reading them
             _check_rate(rate)
             _check_duration(f.frames, rate, max_seconds)
         data = f.read(dtype="float32", always_2d=True)
-    return _mix(data, axis=1), rate
+    return (data if keep_channels else _mix(data, axis=1)), rate
 
 
-def _read_pyav(p: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
+def _read_pyav(p: Path, max_seconds: float | None, keep_channels: bool = False) -> tuple[np.ndarray, int]:
     import av  # noqa: PLC0415 - imported lazily: only needed for non-libsndfile formats
 
     chunks: list[np.ndarray] = []
@@ -199,18 +237,25 @@ def _read_pyav(p: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
         # Planar float keeps the file's rate and channel layout: resampling is soxr's job, mixing ours.
         resampler = av.AudioResampler(format="fltp", rate=rate)
         limit = None if max_seconds is None else int(max_seconds * rate) + 1
+        def take(out) -> int:
+            a = out.to_ndarray().reshape(-1, out.samples)       # (C, S)
+            if keep_channels:
+                chunks.append(np.ascontiguousarray(a.T, np.float32))
+            else:
+                chunks.append((a[0] if a.shape[0] == 1 else a.mean(axis=0)).astype(np.float32, copy=False))
+            return a.shape[1]
+
         for frame in container.decode(stream):
             for out in resampler.resample(frame):
-                a = out.to_ndarray().reshape(-1, out.samples)       # (C, S)
-                mono = a[0] if a.shape[0] == 1 else a.mean(axis=0)
-                chunks.append(mono.astype(np.float32, copy=False))
-                total += mono.shape[0]
+                total += take(out)
             if limit is not None and total > limit:           # stop decoding a file that is too long
                 _check_duration(total, rate, max_seconds)
         for out in resampler.resample(None):
-            a = out.to_ndarray().reshape(-1, out.samples)
-            chunks.append(a.mean(axis=0).astype(np.float32, copy=False))
-    x = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+            take(out)
+    if keep_channels:
+        x = np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
+    else:
+        x = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     return x, rate
 
 
