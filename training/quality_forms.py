@@ -9,7 +9,8 @@ For each form and clip the text is the clip's content (emotion, intensity, motio
 from one split, drawn with a per-clip seed; the clip's audio, portrait and truth are the evaluation set's. The
 summary table gives, per form, intensity accuracy, how often a level-3 clip was read as level 3, the mean level
 error (read - asked) and AU_F1, seen vs held out, with the gaps the issue's acceptance checks (intensity within
-0.05, AU_F1 within 0.03).
+0.05, AU_F1 within 0.03). The last column checks the level reported to users (engine/intensity_read.py: the
+generator's intensity head on the emitted motion): how often it equals the asked level and the evaluators' read.
 """
 
 from __future__ import annotations
@@ -54,6 +55,21 @@ def clips_for(form: str, clips: list[Clip]) -> list[Clip]:
     return [c for c in clips if c.spec.kind != "talk_neutral" and form_text(form, "train")(c, 0) is not None]
 
 
+def with_head_reads(pipe, produce):
+    """produce(i, clip) that also records the generator's intensity-head level of the emitted motion
+    (engine/intensity_read.py) in reads[i]: how well the level reported to users agrees with the evaluators."""
+    from ..engine.intensity_read import read_motion_level
+
+    reads: dict[int, int | None] = {}
+
+    def wrapped(i: int, clip: Clip):
+        frames, motion = produce(i, clip)
+        r = read_motion_level(pipe.backend, motion / pipe.scale) if motion is not None else None
+        reads[i] = None if r is None else r.level
+        return frames, motion
+    return wrapped, reads
+
+
 def _stats(records: list[dict]) -> dict:
     def mean(key):
         v = [r[key] for r in records if r.get(key) is not None]
@@ -62,7 +78,11 @@ def _stats(records: list[dict]) -> dict:
     top = [r for r in records if r.get("intensity") == 3 and r.get("intensity_pred") is not None]
     err = [r["intensity_pred"] - r["intensity"] for r in records
            if r.get("intensity") is not None and r.get("intensity_pred") is not None]
-    return {"samples": len(records), "au_f1": mean("au_f1"), "au_emo": mean("au_emo"),
+    head = [r for r in records if r.get("intensity") is not None and r.get("head_level") is not None]
+    agree = [r for r in head if r.get("intensity_pred") is not None]
+    return {"head_acc": float(np.mean([r["head_level"] == r["intensity"] for r in head])) if head else None,
+            "head_agrees": float(np.mean([r["head_level"] == r["intensity_pred"] for r in agree])) if agree else None,
+            "samples": len(records), "au_f1": mean("au_f1"), "au_emo": mean("au_emo"),
             "intensity_acc": mean("intensity_acc"), "top_read": sum(r["intensity_pred"] == 3 for r in top),
             "top_n": len(top), "level_error": float(np.mean(err)) if err else None,
             "intensity_n": len(err)}
@@ -76,11 +96,17 @@ def _gap(seen, held) -> float | None:
     return None if seen is None or held is None else held - seen
 
 
+def _pool(s: dict, h: dict, key: str) -> float | None:
+    v = [x[key] for x in (s, h) if x[key] is not None]
+    return float(np.mean(v)) if v else None
+
+
 def summary_table(results: dict[str, dict[str, list[dict]]]) -> tuple[str, dict]:
     """results[form][split] = per-clip records -> the markdown summary and its numbers."""
     head = ("| form | samples | intensity acc seen / held out (gap) | level 3 read as 3, seen / held out | "
-            "level error seen / held out | AU_F1 seen / held out (gap) | within 0.05 / 0.03 |")
-    lines = [head, "|---|---:|---:|---:|---:|---:|---|"]
+            "level error seen / held out | AU_F1 seen / held out (gap) | within 0.05 / 0.03 | "
+            "head level = asked / = evaluators' read |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---|---:|"]
     data = {}
     for form, by_split in results.items():
         s, h = _stats(by_split["train"]), _stats(by_split["heldout"])
@@ -92,7 +118,8 @@ def summary_table(results: dict[str, dict[str, list[dict]]]) -> tuple[str, dict]
             f"| {form} | {s['samples']} | {_f(s['intensity_acc'])} / {_f(h['intensity_acc'])} ({_f(gi, '{:+.3f}')}) | "
             f"{s['top_read']}/{s['top_n']} / {h['top_read']}/{h['top_n']} | "
             f"{_f(s['level_error'], '{:+.2f}')} / {_f(h['level_error'], '{:+.2f}')} | "
-            f"{_f(s['au_f1'])} / {_f(h['au_f1'])} ({_f(ga, '{:+.3f}')}) | {verdict} |")
+            f"{_f(s['au_f1'])} / {_f(h['au_f1'])} ({_f(ga, '{:+.3f}')}) | {verdict} | "
+            f"{_f(_pool(s, h, 'head_acc'), '{:.2f}')} / {_f(_pool(s, h, 'head_agrees'), '{:.2f}')} |")
         data[form] = {"seen": s, "heldout": h, "intensity_gap": gi, "au_f1_gap": ga,
                       "intensity_ok": ok_i, "au_f1_ok": ok_a}
     return "\n".join(lines), data
@@ -108,9 +135,13 @@ def table_forms(pipe, clips: list[Clip], forms: tuple[str, ...], ev, size: int, 
         if not keep:
             continue
         reps = keep * sample_seeds
-        rows = [run_system(f"{form}, {label}", reps, model_output(pipe, form_text(form, split), size, len(keep)),
-                           ev, chunk, probe)
-                for label, split in (("seen (train) phrasings", "train"), ("held-out phrasings", "heldout"))]
+        rows = []
+        for label, split in (("seen (train) phrasings", "train"), ("held-out phrasings", "heldout")):
+            produce, reads = with_head_reads(pipe, model_output(pipe, form_text(form, split), size, len(keep)))
+            row = run_system(f"{form}, {label}", reps, produce, ev, chunk, probe)
+            for j, rec in enumerate(row.clips):
+                rec["head_level"] = reads.get(j)
+            rows.append(row)
         results[form] = {"train": rows[0].clips, "heldout": rows[1].clips}
         parts.append(f"{form} ({len(keep)} clips x {sample_seeds} seeds):\n\n" + markdown_table(rows))
         raw[form] = {r.name: {"summary": r.summary, "clips": r.clips} for r in rows}
