@@ -334,8 +334,15 @@ def _ours(pipe) -> str:
     return f"ours ({pipe.sampler.num_steps} DDIM steps{g})"
 
 
+def model_pipeline(args):
+    """The evaluated model: the --weights checkpoint, with its generator replaced by --motion when given."""
+    if getattr(args, "motion", None):
+        return pipeline_with_motion(args.weights, args.motion, args.steps, args.threads, args.guidance)
+    return pipeline_from_checkpoint(args.weights, args.steps, args.threads, args.guidance)
+
+
 def table_main(args, clips, ev, size, probe) -> tuple[str, dict]:
-    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads, args.guidance)
+    pipe = model_pipeline(args)
     chunk = pipe.cfg.stream.chunk_frames
     k, n = args.sample_seeds, len(clips)
     reps = list(clips) * k                    # every model row: each clip sampled with k seeds (the truth once)
@@ -367,7 +374,7 @@ def table_paraphrase(args, clips, ev, size, probe) -> tuple[str, dict]:
     instructions as people type them (--forms; --forms-only leaves the world's rows out)."""
     from . import quality_forms
 
-    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads, args.guidance)
+    pipe = model_pipeline(args)
     keep = [c for c in clips if c.spec.kind != "talk_neutral"]
     chunk = pipe.cfg.stream.chunk_frames
     text, data = "", {}
@@ -565,6 +572,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="paraphrase: phrasing forms of instructions as people type them (avatarworld/phrasings.py), "
                          "'all', 'none' or a comma list, each seen vs held out")
     ap.add_argument("--forms-only", action="store_true", help="paraphrase: leave out the world's own two rows")
+    ap.add_argument("--motion", default=None,
+                    help="main, paraphrase: the --weights checkpoint with its generator replaced by a packaged one "
+                         "(`train package --motion-only RUN/state.pt --out FILE`; a generator fine-tune)")
     ap.add_argument("--steps-list", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8, 16, 50])
     ap.add_argument("--guidance", type=float, default=None,
                     help="instruction guidance scale (default: the config's; 1 = off)")
@@ -597,7 +607,8 @@ def main(argv: list[str] | None = None) -> int:
         args.audio_only = None
     size = 128
     t0 = time.time()
-    for label, path in (("--audio-only", args.audio_only), ("--weights", args.weights), ("--probe", args.probe)):
+    for label, path in (("--audio-only", args.audio_only), ("--weights", args.weights), ("--probe", args.probe),
+                        ("--motion", args.motion)):
         if path is not None and not Path(path).is_file():
             print(f"instructavatar train quality: error: {label} {path}: file not found", file=sys.stderr)
             return 2
