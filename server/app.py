@@ -70,8 +70,10 @@ class AvatarServer:
             await self._server.wait_closed()
         self.worker.stop()
 
-    async def serve_forever(self, host: str, port: int) -> None:
+    async def serve_forever(self, host: str, port: int, announce=None) -> None:
         await self.start(host, port)
+        if announce is not None:
+            announce(self.port)
         try:
             await asyncio.Future()
         finally:
@@ -451,11 +453,11 @@ class Connection:
 
 
 def run_server(pipeline: Pipeline, host: str = "127.0.0.1", port: int = 8765, limits: ServerLimits | None = None,
-               model_name: str = "") -> None:
-    """Blocking: serve until interrupted (Ctrl-C)."""
+               model_name: str = "", announce=None) -> None:
+    """Blocking: serve until interrupted (Ctrl-C). `announce(port)` is called once listening."""
     server = AvatarServer(pipeline, limits, model_name)
     try:
-        asyncio.run(server.serve_forever(host, port))
+        asyncio.run(server.serve_forever(host, port, announce))
     except KeyboardInterrupt:
         pass
 

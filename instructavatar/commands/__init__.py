@@ -6,4 +6,4 @@ subparsers and sets `func` (a function of the parsed args returning an exit code
 imported only to build the parser, so it must not import torch (or anything heavy) at module level.
 """
 
-COMMANDS: list[str] = ["bench", "export"]
+COMMANDS: list[str] = ["bench", "export", "serve", "client"]
