@@ -205,7 +205,8 @@ def fused_gated_cross_attention(h: Tensor, w: CrossAttentionWeights, k: Tensor, 
     lnw, lnb = w.norm_weight.contiguous(), w.norm_bias.contiguous()
     bias = bias.to(torch.float32).contiguous()
     upcast = INTERPRETED and dt == torch.bfloat16       # the interpreter's tl.dot mishandles bf16 operands
-    precision = "ieee"                                  # fp32 operands: no TF32, like torch's default matmul
+    # fp32 operands: IEEE, no TF32 (torch's default matmul); fp16/bf16: Triton's default (no effect on them)
+    precision = "ieee" if dt == torch.float32 else "tf32"
     y = torch.empty(B, T, D, device=h.device, dtype=dt)
     out = torch.empty(B, T, D, device=h.device, dtype=dt)
 
@@ -213,7 +214,7 @@ def fused_gated_cross_attention(h: Tensor, w: CrossAttentionWeights, k: Tensor, 
     args = (h, lnw, lnb, wq, bq, k, v, bias, y, T, N, float(w.eps), 1.0 / dh ** 0.5,
             h.stride(0), h.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), bias.stride(0),
             y.stride(0), y.stride(1))
-    cfg = attention_config or ({"BLOCK_T": min(64, _pad(T)), "BLOCK_D": min(256, _pad(D))} if INTERPRETED else None)
+    cfg = attention_config or ({"BLOCK_T": min(64, _pad(T)), "BLOCK_D": min(1024, _pad(D))} if INTERPRETED else None)
     if cfg is None:
         grid = lambda meta: (B, heads, triton.cdiv(T, meta["BLOCK_T"]))      # noqa: E731
         _ln_q_attention_tuned[grid](*args, **common)
@@ -223,7 +224,7 @@ def fused_gated_cross_attention(h: Tensor, w: CrossAttentionWeights, k: Tensor, 
     R = B * T
     common = dict(D=D, UPCAST=upcast, PRECISION=precision)
     args = (y, wo, bo, const, h, out, R, T, const.stride(0), h.stride(0), h.stride(1))
-    cfg = output_config or ({"BLOCK_M": min(64, _pad(R)), "BLOCK_O": min(256, _pad(D)), "BLOCK_K": min(256, _pad(D))}
+    cfg = output_config or ({"BLOCK_M": min(128, _pad(R)), "BLOCK_O": min(1024, _pad(D)), "BLOCK_K": min(1024, _pad(D))}
                             if INTERPRETED else None)
     if cfg is None:
         grid = lambda meta: (triton.cdiv(R, meta["BLOCK_M"]), triton.cdiv(D, meta["BLOCK_O"]))   # noqa: E731
