@@ -49,6 +49,7 @@ from .blinks import BlinkSchedule
 from .chunk_loop import denoise_chunk, draw_step_noise
 from .config import ModelConfig
 from .ddim import DDIMSampler
+from .media import image_io
 from .media.image_io import load_portrait, to_frames, to_model_input
 from .tokenizer import InstructionTokenizer
 
@@ -108,6 +109,8 @@ class Portrait:
     appearance: np.ndarray     # (1,Ca,h,w)
     keyframe: np.ndarray       # (1,M) motion latent, diffusion scale
     neutral: InstructionTensors | None = None   # the default instruction with this keyframe (guidance; set by prepare)
+    warnings: list[str] = field(default_factory=list)   # what the model cannot use as given (transparency, ...)
+    grayscale: bool = False    # the portrait has no colour: its frames are kept grey
 
 
 @dataclass
@@ -306,14 +309,20 @@ class Pipeline:
 
     # -- once per portrait / instruction --------------------------------------------------------------
     def prepare(self, portrait) -> Portrait:
-        """Portrait (path, bytes, PIL image or array) -> cached appearance latent and keyframe."""
-        rgb = load_portrait(portrait, self.cfg.media.image_size)
+        """Portrait (path, bytes, PIL image or array) -> cached appearance latent and keyframe. What the model
+        cannot use as given goes to the Portrait's `warnings` (new_session returns them)."""
+        warnings: list[str] = []
+        rgb = load_portrait(portrait, self.cfg.media.image_size, warnings)
+        if self.cfg.name == "demo" and not image_io.looks_like_world_face(rgb):
+            warnings.append("this portrait does not look like a face of the demo model's synthetic world "
+                            "(avatarworld): the demo model repaints it in that world's cartoon style")
         x = to_model_input(rgb)
         with _timed(self.timings, "portrait"):
             appearance = self.backend.encode_appearance(x)
             keyframe = self.backend.encode_keyframe(x) / self.scale
         neutral = self.encode_instruction(None, keyframe)[0]              # for guidance; never written in step
-        return Portrait(image=rgb, appearance=appearance, keyframe=keyframe, neutral=neutral)
+        return Portrait(image=rgb, appearance=appearance, keyframe=keyframe, neutral=neutral, warnings=warnings,
+                        grayscale=image_io.is_grayscale(rgb))
 
     def encode_instruction(self, text: str | None, keyframe: np.ndarray) -> tuple[InstructionTensors, str, list[str]]:
         text = DEFAULT_INSTRUCTION if text is None else text
@@ -355,7 +364,8 @@ class Pipeline:
         p = portrait if isinstance(portrait, Portrait) else self.prepare(portrait)
         if p.neutral is None:                                  # a Portrait made by hand: complete it now, once
             p.neutral = self.encode_instruction(None, p.keyframe)[0]
-        inst, text, warnings = self.encode_instruction(instruction, p.keyframe)
+        inst, text, found = self.encode_instruction(instruction, p.keyframe)
+        warnings = [*p.warnings, *found]
         blinks = None
         if self.cfg.audio.blink_cue:
             blinks = BlinkSchedule(self.cfg.blinks, self.cfg.media.fps, seed, enabled=idle_blinks)
@@ -461,7 +471,8 @@ class Pipeline:
             for i in range(0, B * C, self.decode_batch):
                 out.append(self.backend.decode(raw[i:i + self.decode_batch], app[i:i + self.decode_batch]))
         frames = to_frames(np.concatenate(out))
-        return [frames[b * C:(b + 1) * C] for b in range(B)]
+        return [image_io.to_grey_frames(frames[b * C:(b + 1) * C]) if sessions[b].portrait.grayscale
+                else frames[b * C:(b + 1) * C] for b in range(B)]
 
     # -- whole inputs ---------------------------------------------------------------------------------
     def generate(self, portrait, audio: np.ndarray | None = None, seconds: float | None = None,
