@@ -1,4 +1,7 @@
-"""The eager-torch implementation of the `Backend` interface (engine/backend.py)."""
+"""The torch implementation of the `Backend` interface (engine/backend.py): eager on CPU, and on CUDA the fast
+path (docs/gpu.md): weights cast once to fp16/bf16 (engine/modules/precision.py), the chunk's whole DDIM loop and
+the decoder run as shape-keyed static calls replayed as CUDA graphs (engine/modules/device_loop.py,
+engine/modules/cuda_graphs.py), torch.compile optional."""
 
 from __future__ import annotations
 
@@ -8,18 +11,44 @@ from ..backend import InstructionTensors
 
 
 class TorchBackend:
-    """Eager torch. Arrays cross the boundary with zero copies on CPU (torch.from_numpy / .numpy())."""
+    """Torch on CPU or CUDA. Arrays cross the boundary with zero copies on CPU (torch.from_numpy / .numpy()).
+
+    precision: fp32 | fp16 | bf16 (weights cast once; norms, embeddings and the warp grid stay fp32).
+    device_loop: run the chunk's DDIM loop and the decoder on the device as static-buffer calls (default: on
+    CUDA); cuda_graphs: capture them as CUDA graphs (CUDA only; LRU of `graph_cache` shapes); compile: wrap the
+    denoiser and the decoder in torch.compile (static shapes)."""
 
     name = "torch"
 
-    def __init__(self, model, device: str = "cpu", threads: int | None = None):
+    def __init__(self, model, device: str = "cpu", threads: int | None = None, precision: str = "fp32",
+                 cuda_graphs: bool = False, compile: bool = False, device_loop: bool | None = None,
+                 graph_cache: int = 8):
         import torch
 
+        from .precision import autocast, cast_for_inference, torch_dtype
+
         self.torch = torch
+        torch_dtype(precision)                                           # PrecisionError before any work
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r}: this torch ({torch.__version__}) has no usable CUDA "
+                               "(install a CUDA build of torch: docs/gpu.md)")
+        if cuda_graphs and self.device.type != "cuda":
+            raise ValueError(f"cuda_graphs needs a CUDA device, got device {device!r}")
         if threads:
             torch.set_num_threads(threads)
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.precision = precision
+        self.model = cast_for_inference(model.to(self.device).eval(), precision)
+        self._autocast = lambda: autocast(self.device, precision)
+        if self.device.type == "cuda":
+            self.name = "torch-cuda"
+        self.runner = None
+        if device_loop or (device_loop is None and (self.device.type == "cuda" or compile)):
+            from .device_loop import DeviceRunner
+
+            self.runner = DeviceRunner(self.model, self.device, precision, graphs=cuda_graphs,
+                                       capacity=graph_cache, compile=compile)
+            self.denoise_chunk = self.runner.denoise_chunk               # the pipeline's optional whole-loop call
 
     def _t(self, a: np.ndarray):
         return self.torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
@@ -28,7 +57,7 @@ class TorchBackend:
         return t.detach().to("cpu").float().numpy() if t.dtype != self.torch.int64 else t.cpu().numpy()
 
     def _run(self, fn, *arrays):
-        with self.torch.inference_mode():
+        with self.torch.inference_mode(), self._autocast():
             return fn(*(self._t(a) for a in arrays))
 
     def encode_appearance(self, image):
@@ -57,4 +86,6 @@ class TorchBackend:
                                   inst.mask))
 
     def decode(self, motion, appearance):
+        if self.runner is not None:
+            return self.runner.decode(motion, appearance)
         return self._np(self._run(self.model.vae.decode, motion, appearance))

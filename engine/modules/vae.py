@@ -216,13 +216,15 @@ class FlowHead(nn.Module):
 
 def warp(x: Tensor, flow: Tensor) -> Tensor:
     """Sample x (B,C,H,W) at identity + flow; flow (B,2,H,W) holds (x, y) offsets in normalised coordinates
-    (align_corners=False, so the identity grid hits pixel centres exactly and flow 0 returns x)."""
+    (align_corners=False, so the identity grid hits pixel centres exactly and flow 0 returns x).
+    The grid and the sampling are fp32 whatever the input's type (bf16 cannot address a 256-pixel grid)."""
     B, _, H, W = x.shape
-    ys = (torch.arange(H, dtype=x.dtype, device=x.device) + 0.5) * (2.0 / H) - 1.0
-    xs = (torch.arange(W, dtype=x.dtype, device=x.device) + 0.5) * (2.0 / W) - 1.0
+    ys = (torch.arange(H, dtype=torch.float32, device=x.device) + 0.5) * (2.0 / H) - 1.0
+    xs = (torch.arange(W, dtype=torch.float32, device=x.device) + 0.5) * (2.0 / W) - 1.0
     base = torch.stack([xs[None, :].expand(H, W), ys[:, None].expand(H, W)], dim=-1)       # (H,W,2)
-    grid = base[None] + flow.permute(0, 2, 3, 1)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    grid = base[None] + flow.permute(0, 2, 3, 1).float()
+    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.to(x.dtype)
 
 
 class PointMotionEncoder(nn.Module):
