@@ -130,8 +130,11 @@ def prepare(out: Path, clips: int, seed: int, config: str = "demo", workers: int
 
 
 @torch.no_grad()
-def encode_latents(data: Path, vae_state: Path, config: str = "demo", threads: int = 1) -> Path:
-    """Motion latents for every frame and keyframe, with the VAE's (frozen) motion encoder."""
+def encode_latents(data: Path, vae_state: Path, config: str = "demo", threads: int = 1,
+                   checkpoint_stats: bool = False) -> Path:
+    """Motion latents for every frame and keyframe, with the VAE's (frozen) motion encoder. `checkpoint_stats`
+    (a packaged checkpoint only): normalise with the checkpoint's own motion_shift / motion_scale instead of
+    this folder's statistics, so that a generator fine-tuned on part of the data fits the shipped VAE exactly."""
     from ..engine.modules.vae import VAE
 
     cfg = get_config(config)
@@ -164,6 +167,11 @@ def encode_latents(data: Path, vae_state: Path, config: str = "demo", threads: i
         keys.append(vae.encode_motion_raw(torch.from_numpy(x_key)).numpy())
     frames = np.concatenate(frames)
     shift, scale = latent_stats(frames)
+    if checkpoint_stats:
+        if not str(vae_state).endswith(".safetensors"):
+            raise ValueError(f"--checkpoint-stats needs a packaged checkpoint (.safetensors), not {vae_state}")
+        w = init_weights(str(vae_state), "vae.")
+        shift, scale = (w[k].float().numpy().astype(frames.dtype) for k in ("motion_shift", "motion_scale"))
     out = data / "latents.npz"
     np.savez(out, frames=frames, keyframes=np.concatenate(keys), shift=shift, scale=scale,
              vae_step=np.array(state.get("step", -1)), vae_sha256=np.array(file_sha256(Path(vae_state))))
@@ -287,13 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--vae", default="runs/vae/state.pt")
     q.add_argument("--config", default="demo")
     q.add_argument("--threads", type=int, default=1)
+    q.add_argument("--checkpoint-stats", action="store_true",
+                   help="normalise with the --vae checkpoint's latent statistics (a fine-tune on part of the data)")
     args = ap.parse_args(argv)
     if args.cmd == "prepare":
         if args.free_texts < 0:
             ap.error("--free-texts must be >= 0")
         prepare(Path(args.out), args.clips, args.seed, args.config, args.workers, args.free_texts)
     else:
-        print(encode_latents(Path(args.data), Path(args.vae), args.config, args.threads))
+        print(encode_latents(Path(args.data), Path(args.vae), args.config, args.threads, args.checkpoint_stats))
     return 0
 
 
