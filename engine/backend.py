@@ -96,9 +96,15 @@ AUTO_ORDER = ("ort", "torch")
 def backend_present(name: str) -> bool:
     """Whether the backend's runtime library can be imported here (without importing it)."""
     import importlib.util
+    import sys
 
     module = {"ort": "onnxruntime", "torch": "torch"}[name]
-    return importlib.util.find_spec(module) is not None
+    if module in sys.modules:
+        return sys.modules[module] is not None          # None: blocked (as the torch-free tests do)
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def resolve_backend(name: str, usable=None) -> str:

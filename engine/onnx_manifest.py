@@ -96,7 +96,10 @@ def fed_initializers(manifest: dict, component: str, sources: dict[str, dict[str
             raise ExportMismatchError(f"{where}: {component} needs tensor {ref['key']!r} from source "
                                       f"{ref['source']!r}, which is not available")
         value = np.asarray(src[ref["key"]], dtype=np.float32)
-        value = np.ascontiguousarray(value.T if ref.get("transpose") else value)
+        value = value.T if ref.get("transpose") else value
+        if value.size == int(np.prod(ref["shape"])):      # exporters may also reshape (e.g. a bias to (1, D))
+            value = value.reshape(ref["shape"])
+        value = np.ascontiguousarray(value)
         if list(value.shape) != list(ref["shape"]):
             raise ExportMismatchError(f"{where}: {component} needs {ref['key']!r} of shape {ref['shape']}, the "
                                       f"{ref['source']} file has {list(value.shape)}")

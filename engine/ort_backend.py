@@ -73,7 +73,8 @@ class OrtBackend:
     name = "ort"
 
     def __init__(self, folder: str | Path, cfg: ModelConfig, weights: str | Path | None = None,
-                 threads: int | None = None, providers: list[str] | None = None, verify_files: bool = True):
+                 threads: int | None = None, providers: list[str] | None = None, verify_files: bool = True,
+                 components: list[str] | None = None):
         import onnxruntime as ort
 
         from ..export.specs import component_specs
@@ -81,16 +82,16 @@ class OrtBackend:
         self.cfg = cfg
         self.folder = Path(folder)
         self.specs = component_specs(cfg)
-        runtime = [n for n, s in self.specs.items() if s.runtime]
+        required = components or [n for n, s in self.specs.items() if s.runtime]
         weights = Path(weights) if weights else None
-        self.manifest = check_manifest(self.folder, cfg, weights, runtime, verify_files=verify_files)
+        self.manifest = check_manifest(self.folder, cfg, weights, required, verify_files=verify_files)
         self.precision = self.manifest.get("precision", "fp32")
         sources = _load_sources(self.manifest, self.folder, weights)
         self.providers = providers or available_providers()
         self.threads = threads
         self.sessions: dict[str, ort.InferenceSession] = {}
         self._fed_keepalive: list = []          # ORT reads fed initializers in place: keep them alive
-        names = [n for n in self.specs if n in self.manifest["components"]]
+        names = [n for n in self.specs if n in self.manifest["components"] and (components is None or n in components)]
         for name in names:
             entry = self.manifest["components"][name]
             opts = ort.SessionOptions()

@@ -205,9 +205,9 @@ def export_onnx(model, cfg: ModelConfig, out_dir: str | Path, weights: str | Pat
                       location=spec.file + ".data")
         onnx.checker.check_model(str(path))
         fed = _strip_fed(path, index) if sources else {}
-        fed_values = {k: (by_ref[r["source"], r["key"]].T if r["transpose"] else by_ref[r["source"], r["key"]])
+        fed_values = {k: np.ascontiguousarray((by_ref[r["source"], r["key"]].T if r["transpose"]
+                                               else by_ref[r["source"], r["key"]]).reshape(r["shape"]))
                       for k, r in fed.items()}
-        fed_values = {k: np.ascontiguousarray(v) for k, v in fed_values.items()}
         err = _check_against_torch(wrapper, spec, path, fed_values) if check else None
         files[name] = {
             "file": spec.file, "sha256": file_sha256(path), "bytes": path.stat().st_size, "exporter": used,

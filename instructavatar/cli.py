@@ -138,7 +138,7 @@ def cmd_render(args) -> int:
         container_for(args.out)                                    # the container follows the extension
     except VideoFormatError as e:
         raise InputError(_one_line(e)) from None
-    portrait = load_portrait(args.image, cfg.media.image_size)
+    load_portrait(args.image, cfg.media.image_size)       # a bad portrait fails now, before the model loads
     rate, fps = cfg.media.sample_rate, cfg.media.fps
     audio = original = original_rate = None
     if args.audio is not None:
@@ -157,7 +157,10 @@ def cmd_render(args) -> int:
     from safetensors import SafetensorError
 
     from .engine.loader import load_pipeline
-    from .engine.modules.text_encoder import WeightLoadError
+    try:
+        from .engine.modules.text_encoder import WeightLoadError
+    except ImportError:                     # torch absent: the ORT path reads no CLIP weights
+        WeightLoadError = SafetensorError
 
     t0 = time.perf_counter()
     try:
@@ -171,6 +174,14 @@ def cmd_render(args) -> int:
     # Checked before rendering so the warning comes first (generate(warnings=...) reports it only after).
     if pipeline.tokenizer([instruction]).truncated[0]:
         _warn(f"instruction truncated to {pipeline.tokenizer.context} tokens (the text encoder's context)")
+    prepared = pipeline.prepare(args.image)                # once; what it cannot use as given is said now
+    for w in prepared.warnings:
+        _warn(w)
+    understood = pipeline.understand(instruction)          # the nearest trained behaviour (demo config)
+    if understood is not None:
+        _say(f"instruction {instruction!r}: {understood.describe()}")
+        for w in understood.warnings:
+            _warn(w)
 
     n_frames = frame_count(n_samples, pipeline.samples_per_frame)
     model_in = None if audio is None else normalize_loudness(audio)   # loudness only for the model
@@ -182,7 +193,7 @@ def cmd_render(args) -> int:
 
     t1 = time.perf_counter()
     try:    # frames go to the file as each chunk completes; a stopped render keeps what was finished
-        result = render_to_file(pipeline, out, portrait, audio=model_in,
+        result = render_to_file(pipeline, out, prepared, audio=model_in,
                                 seconds=None if audio is not None else n_samples / rate,
                                 instruction=instruction, seed=args.seed, mux_audio=original, mux_rate=original_rate,
                                 progress=bar.update, idle_blinks=not args.no_idle_blinks)
@@ -369,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--eta", type=float, default=None, help="DDIM eta in [0, 1] (default: the config's, 0)")
     r.add_argument("--config", default="demo", help="model configuration: demo or paper (default demo)")
     r.add_argument("--weights", help="checkpoint (.safetensors); default: the shipped demo checkpoint")
-    r.add_argument("--backend", default="auto", help="auto or torch (default auto)")
+    r.add_argument("--backend", default="auto",
+                   help="ort (ONNX Runtime, torch-free), torch, or auto: the fastest present (default auto)")
     r.add_argument("--clip-weights", help="CLIP ViT-L/14 text weights for --config paper")
     r.set_defaults(func=cmd_render)
 
@@ -425,10 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     from .engine.loader import MissingWeightsError
     from .engine.media.audio_io import AudioInputError
     from .engine.media.image_io import ImageInputError
+    from .engine.onnx_manifest import ExportMismatchError
     from .engine.tokenizer import TextInputError
 
     usage_errors = (UsageError, ConfigError, BackendError)
-    input_errors = (InputError, ImageInputError, AudioInputError, TextInputError, MissingWeightsError)
+    input_errors = (InputError, ImageInputError, AudioInputError, TextInputError, MissingWeightsError,
+                    ExportMismatchError)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -46,7 +46,8 @@ def cmd_export(args) -> int:
             from ..export import trt_build  # noqa: F401 - the GPU helper's builder, where present
         except ImportError:
             raise UsageError("--format trt needs TensorRT (tensorrt>=10) and the TensorRT builder; neither is "
-                             "available here. Export ONNX (--format onnx) and build engines on the GPU machine") from None
+                             "available here. Export ONNX (--format onnx) and build engines on the GPU "
+                             "machine") from None
         return trt_build.main_from_args(args)
     if args.precision == "fp16":
         raise UsageError("--precision fp16 is for TensorRT engines (--format trt); ONNX exports are fp32 or int8")
