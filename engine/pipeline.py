@@ -52,6 +52,7 @@ from .ddim import DDIMSampler
 from .media import image_io
 from .media.image_io import load_portrait, to_frames, to_model_input
 from .tokenizer import InstructionTokenizer
+from .understanding import ReferenceTable, Understanding, understand
 
 DEFAULT_INSTRUCTION = "Talk with a neutral expression."
 
@@ -293,6 +294,8 @@ class Pipeline:
         self.decode_batch = decode_batch
         self.timings = StageTimings()
         self.scale = cfg.diffusion.latent_scale
+        # the demo's instruction reference (engine/understanding.py): what an instruction is taken to mean
+        self.reference = ReferenceTable.load() if cfg.name == "demo" else None
 
     # -- sizes ----------------------------------------------------------------------------------------
     @property
@@ -333,7 +336,19 @@ class Pipeline:
         with _timed(self.timings, "text"):
             emb, pooled = self.backend.encode_text(tokens.ids, tokens.mask)
             inst = self.backend.condition(emb, tokens.mask, pooled, keyframe)
+        u = understand(self.reference, self.tokenizer, tokens.ids[0], tokens.mask[0], pooled[0])
+        if u is not None:                                  # unreadable or unlike anything trained on
+            warnings.extend(u.warnings)
         return inst, text, warnings
+
+    def understand(self, text: str | None) -> Understanding | None:
+        """What the model takes `text` to mean: the nearest trained behaviour and its similarity, the share of
+        unknown tokens (engine/understanding.py). None when the config ships no reference table."""
+        if self.reference is None:
+            return None
+        tokens = self.tokenizer([DEFAULT_INSTRUCTION if text is None else text])
+        pooled = self.backend.encode_text(tokens.ids, tokens.mask)[1]
+        return understand(self.reference, self.tokenizer, tokens.ids[0], tokens.mask[0], pooled[0])
 
     def _neutral(self, portrait: Portrait) -> InstructionTensors:
         """The default instruction's tensors for this portrait (set by `prepare` / `new_session`)."""

@@ -189,6 +189,7 @@ class MiniLMTokenizer:
         self._tok.enable_truncation(max_length=self.context)
         self._tok.enable_padding(length=self.context, pad_id=0, pad_type_id=0, pad_token="[PAD]")
         self.model_dir = d
+        self.unk_id = self._tok.token_to_id("[UNK]")          # engine/understanding.py counts unreadable words
         try:
             cfg = json.loads((d / "sentence_bert_config.json").read_text())
             self.max_seq_length = int(cfg.get("max_seq_length", 256))

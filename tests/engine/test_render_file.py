@@ -135,3 +135,19 @@ def test_cli_says_what_an_interrupted_render_kept(tmp_path, capsys, monkeypatch,
     assert code == 130
     assert f"{out} holds the first 10 of 50 frames" in err
     assert len(read_video(out)[0]) == 10
+
+
+def test_cli_prints_portrait_warnings_and_what_the_instruction_was_taken_to_mean(tmp_path, capsys, fast_cli):
+    from PIL import Image
+
+    from instructavatar.cli import main
+
+    grey = tmp_path / "grey.png"
+    Image.open(PORTRAIT).convert("L").save(grey)
+    code = main(["render", "--image", str(grey), "--seconds", "0.4", "--instruction", "笑着说话",
+                 "--out", str(tmp_path / "g.mp4"), "--random-weights", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "warning: portrait is grayscale" in err
+    assert "instruction '笑着说话': understood as" in err
+    assert "unknown to the text encoder" in err
