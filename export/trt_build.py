@@ -109,6 +109,26 @@ def build_choices(cfg: ModelConfig, precision: str = "fp16", components: list[st
     return out
 
 
+def ddim_step_choices(cfg: ModelConfig) -> dict[str, BuildChoice]:
+    """The DDIM step graphs (export/ddim_graph.py), fp32 (a handful of element-wise ops: exactness is free)."""
+    specs = runtime_specs(cfg)
+    b, r, t = specs["audio_encoder"].axes["B"], specs["denoiser"].axes["R"], specs["denoiser"].axes["T"]
+    M = cfg.motion_dim
+    out = {}
+    for guided in (False, True):
+        sizes = {w: {"B": getattr(b, w), "R": getattr(r, w), "T": getattr(t, w),
+                     "G": 1 if w != "max" else b.max} for w in ("min", "opt", "max")}
+        shape = {"x": ("B", "T", M), "out": ("R", "T", M), "noise": ("B", "T", M), "coef": (5,),
+                 "prefix": ("B", "T", M), "known": ("B", "T", 1), "rows": ("R",)}
+        if guided:
+            shape.update(guided=("G",), guidance=(1,))
+        profile = {n: {w: tuple(sizes[w][d] if isinstance(d, str) else d for d in dims) for w in sizes}
+                   for n, dims in shape.items()}
+        name = "ddim_step_guided" if guided else "ddim_step"
+        out[name] = BuildChoice(name, "fp32", (), profile)
+    return out
+
+
 def engine_key(choice: BuildChoice, onnx_sha256: str, device: DeviceInfo, trt_version: str) -> str:
     """sha256 over everything an engine depends on; a change of any part means a rebuild."""
     blob = json.dumps({"cache": CACHE_VERSION, "choice": asdict(choice), "onnx": onnx_sha256,
@@ -229,9 +249,17 @@ def build_folder(onnx_dir: str | Path, cfg: ModelConfig, precision: str = "fp16"
                                   "TensorRT needs whole graphs: export with --feed-weights no")
     device = current_device()
     cache_dir = Path(cache_dir) if cache_dir else onnx_dir / "trt"
-    return {name: cached_engine(onnx_dir / manifest["components"][name]["file"],
-                                manifest["components"][name]["sha256"], choice, cache_dir, device, log)
-            for name, choice in choices.items()}
+    engines = {name: cached_engine(onnx_dir / manifest["components"][name]["file"],
+                                   manifest["components"][name]["sha256"], choice, cache_dir, device, log)
+               for name, choice in choices.items()}
+    if components is None:                              # the device-resident chunk loop's step graphs
+        from ..engine.onnx_manifest import file_sha256
+        from .ddim_graph import write_ddim_step
+
+        for name, choice in ddim_step_choices(cfg).items():
+            path = write_ddim_step(cache_dir / "onnx", guided=name.endswith("guided"))
+            engines[name] = cached_engine(path, file_sha256(path), choice, cache_dir, device, log)
+    return engines
 
 
 def main_from_args(args) -> int:
@@ -247,7 +275,7 @@ def main_from_args(args) -> int:
         import_cudart()
     except TrtUnavailable as e:
         raise UsageError(str(e)) from None
-    precision = "fp16" if args.precision == "fp32" and not getattr(args, "explicit_fp32", False) else args.precision
+    precision = args.precision
     out = Path(args.out)
     say = lambda m: print(m, file=sys.stderr)  # noqa: E731
     if not (out / "manifest.json").is_file():

@@ -15,12 +15,13 @@ call (what `ShapeCache.run` does).
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from ..shape_lru import ShapeLRU
 
 
 class StaticCall:
@@ -73,25 +74,25 @@ class CudaGraphCall(StaticCall):
 
 
 class ShapeCache:
-    """LRU of `StaticCall`s by key. `make(key, fn, examples)` builds one on a miss (default: a CUDA graph when
-    `graphs`, else an eager call); the least recently used is dropped past `capacity`."""
+    """LRU (engine/shape_lru.py) of `StaticCall`s by key. `make(fn, examples)` builds one on a miss (default: a
+    CUDA graph when `graphs`, else an eager call); the least recently used is dropped past `capacity`."""
 
     def __init__(self, capacity: int = 8, graphs: bool = False, make: Callable | None = None):
-        if capacity < 1:
-            raise ValueError(f"graph cache capacity must be >= 1, got {capacity}")
-        self.capacity = capacity
+        self.lru = ShapeLRU(capacity)
         self.graphs = graphs
         self._make = make
         self._pool = None
-        self._calls: OrderedDict[Hashable, StaticCall] = OrderedDict()
         self.lock = threading.Lock()
-        self.hits = self.misses = self.evictions = 0
+
+    hits = property(lambda self: self.lru.hits)
+    misses = property(lambda self: self.lru.misses)
+    evictions = property(lambda self: self.lru.evictions)
 
     def __len__(self) -> int:
-        return len(self._calls)
+        return len(self.lru)
 
     def keys(self) -> list[Hashable]:
-        return list(self._calls)
+        return self.lru.keys()
 
     def _build(self, fn: Callable, examples: Sequence[Tensor]) -> StaticCall:
         if self._make is not None:
@@ -104,18 +105,7 @@ class ShapeCache:
 
     def get(self, key: Hashable, fn: Callable, examples: Sequence[Tensor]) -> StaticCall:
         """The call for `key`, built from `fn` and `examples` on a miss."""
-        call = self._calls.get(key)
-        if call is not None:
-            self.hits += 1
-            self._calls.move_to_end(key)
-            return call
-        self.misses += 1
-        call = self._build(fn, examples)
-        self._calls[key] = call
-        while len(self._calls) > self.capacity:
-            self._calls.popitem(last=False)
-            self.evictions += 1
-        return call
+        return self.lru.get(key, lambda: self._build(fn, examples))
 
     def run(self, key: Hashable, fn: Callable, tensors: Sequence[Tensor], read: Callable):
         """Feed `tensors` to the call for `key` and return `read(outputs)` (which must copy them out), all under
