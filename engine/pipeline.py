@@ -110,6 +110,8 @@ class Portrait:
     appearance: np.ndarray     # (1,Ca,h,w)
     keyframe: np.ndarray       # (1,M) motion latent, diffusion scale
     neutral: InstructionTensors | None = None   # the default instruction with this keyframe (guidance; set by prepare)
+    decoder: object | None = None   # a decoder beside the VAE's, `decode(latents (N,M)) -> (N,H,W,3) uint8` and
+    #                                 `frame_shape` (photo mode: engine/photo/decoder.py); None = backend.decode
     warnings: list[str] = field(default_factory=list)   # what the model cannot use as given (transparency, ...)
     grayscale: bool = False    # the portrait has no colour: its frames are kept grey
 
@@ -232,7 +234,7 @@ class Session:
             self.pending = np.concatenate([self.pending, samples[i:i + self.chunk_samples]])
             while (chunk := self.take_chunk()) is not None:
                 out.append(self.pipeline.step([self], [chunk])[0])
-        return np.concatenate(out) if out else self.pipeline.empty_frames()
+        return np.concatenate(out) if out else self.pipeline.empty_frames(self.portrait)
 
     def push_silence(self, seconds: float) -> np.ndarray:
         rate = self.audio_in.rate or self.pipeline.cfg.media.sample_rate      # the session's input rate
@@ -245,7 +247,7 @@ class Session:
         if len(tail):
             self.pending = np.concatenate([self.pending, tail])
         if len(self.pending) == 0:
-            return self.pipeline.empty_frames()
+            return self.pipeline.empty_frames(self.portrait)
         self.end_audio()
         out = []
         while (chunk := self.take_chunk()) is not None:
@@ -306,7 +308,9 @@ class Pipeline:
     def chunk_samples(self) -> int:
         return self.cfg.stream.chunk_frames * self.samples_per_frame
 
-    def empty_frames(self) -> np.ndarray:
+    def empty_frames(self, portrait: Portrait | None = None) -> np.ndarray:
+        if portrait is not None and portrait.decoder is not None:
+            return np.zeros((0, *portrait.decoder.frame_shape), np.uint8)
         s = self.cfg.media.image_size
         return np.zeros((0, s, s, 3), np.uint8)
 
@@ -478,6 +482,8 @@ class Pipeline:
         return frames
 
     def _decode(self, motion: np.ndarray, sessions: list[Session]) -> list[np.ndarray]:
+        if any(s.portrait.decoder is not None for s in sessions):
+            return self._decode_own(motion, sessions)
         B, C, M = motion.shape
         raw = (motion * self.scale).reshape(B * C, M)
         app = np.concatenate([np.repeat(s.portrait.appearance, C, axis=0) for s in sessions])
@@ -488,6 +494,19 @@ class Pipeline:
         frames = to_frames(np.concatenate(out))
         return [image_io.to_grey_frames(frames[b * C:(b + 1) * C]) if sessions[b].portrait.grayscale
                 else frames[b * C:(b + 1) * C] for b in range(B)]
+
+    def _decode_own(self, motion: np.ndarray, sessions: list[Session]) -> list[np.ndarray]:
+        """Sessions whose portrait has its own decoder (photo mode) decode there; the rest through the backend."""
+        out: list[np.ndarray | None] = [None] * len(sessions)
+        rest = [b for b, s in enumerate(sessions) if s.portrait.decoder is None]
+        if rest:
+            for b, frames in zip(rest, self._decode(motion[rest], [sessions[b] for b in rest])):
+                out[b] = frames
+        for b, s in enumerate(sessions):
+            if s.portrait.decoder is not None:
+                with _timed(self.timings, "photo_decode"):
+                    out[b] = s.portrait.decoder.decode(motion[b] * self.scale)
+        return out
 
     # -- whole inputs ---------------------------------------------------------------------------------
     def generate(self, portrait, audio: np.ndarray | None = None, seconds: float | None = None,

@@ -47,6 +47,18 @@ def geometry_targets(renderer: FaceRenderer, ident, controls: np.ndarray) -> tup
     return expr.astype(np.float32), (controls[ROTATION_SLICE] / POSE_DEG).astype(np.float32)
 
 
+def canonical_neutral(count: int = 64) -> np.ndarray:
+    """(129, 2) the world's mean neutral landmarks, centred on the eye midpoint, in interocular units: where the
+    photo rig measures arc lengths along the world's contours and the world's eye opening."""
+    renderer = FaceRenderer(128)
+    out = []
+    for i in identity_ids("train")[:count]:
+        p = renderer.landmarks(identity(i), neutral()).astype(np.float64)
+        mid = (p[LANDMARK_REGIONS["eye_l"]].mean(0) + p[LANDMARK_REGIONS["eye_r"]].mean(0)) / 2
+        out.append((p - mid) / interocular(p))
+    return np.mean(out, 0).astype(np.float32)
+
+
 def make_pairs(n: int, seed: int, image_size: int, vae_cfg, encode, progress=None) -> dict[str, np.ndarray]:
     """n training pairs: latents (n, M), expression (n, 129, 2), pose (n, 3). `encode(points)` = VAE latents."""
     from .vae_data import motion_input, random_controls
@@ -104,7 +116,7 @@ def export_weights(net) -> dict[str, np.ndarray]:
     layers = [m for m in net if hasattr(m, "weight")]
     out = {}
     for i, layer in enumerate(layers):
-        out[f"w{i}"] = layer.weight.detach().numpy().T.astype(np.float16)     # (in, out)
+        out[f"w{i}"] = np.ascontiguousarray(layer.weight.detach().numpy().T, np.float16)     # (in, out)
         out[f"b{i}"] = layer.bias.detach().numpy().astype(np.float16)
     return out
 
@@ -162,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(time.time() - t0, 1)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(export_weights(net), str(out), metadata={"format": "instructavatar-photo-head",
-                                                      "info": json.dumps(info)})
+    save_file({**export_weights(net), "neutral": canonical_neutral()}, str(out),
+              metadata={"format": "instructavatar-photo-head", "info": json.dumps(info)})
     print(json.dumps(info, indent=1))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0
