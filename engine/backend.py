@@ -87,10 +87,20 @@ class BackendError(RuntimeError):
     pass
 
 
-BACKENDS = ("auto", "ort", "torch")
+BACKENDS = ("auto", "ort", "torch", "torch-cuda", "trt")
 # auto: the fastest backend present, in this order (ORT fp32 measured faster than eager torch on the CPU:
-# benchmarks/RESULTS.md, "Backends")
-AUTO_ORDER = ("ort", "torch")
+# benchmarks/RESULTS.md, "Backends"; the GPU backends first where an NVIDIA GPU is present: docs/gpu.md)
+AUTO_ORDER = ("trt", "torch-cuda", "ort", "torch")
+BACKEND_LIBRARY = {"ort": "onnxruntime", "torch": "torch", "torch-cuda": "torch", "trt": "tensorrt"}
+GPU_BACKENDS = ("torch-cuda", "trt")
+
+
+def nvidia_gpu_present() -> bool:
+    """Whether the NVIDIA driver reports a GPU (Linux; imports nothing, so `auto` stays cheap on a CPU machine)."""
+    import os
+
+    gpus = "/proc/driver/nvidia/gpus"
+    return (os.path.isdir(gpus) and bool(os.listdir(gpus))) or os.path.exists("/dev/nvidia0")
 
 
 def backend_present(name: str) -> bool:
@@ -98,7 +108,9 @@ def backend_present(name: str) -> bool:
     import importlib.util
     import sys
 
-    module = {"ort": "onnxruntime", "torch": "torch"}[name]
+    module = BACKEND_LIBRARY[name]
+    if name in GPU_BACKENDS and not nvidia_gpu_present():
+        return False
     if module in sys.modules:
         return sys.modules[module] is not None          # None: blocked (as the torch-free tests do)
     try:
@@ -113,8 +125,10 @@ def resolve_backend(name: str, usable=None) -> str:
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; available here: {', '.join(BACKENDS)}")
     if name != "auto":
+        if name in GPU_BACKENDS and not nvidia_gpu_present():
+            raise BackendError(f"backend {name!r} needs an NVIDIA GPU and driver; none was found here (docs/gpu.md)")
         if not backend_present(name):
-            lib = {"ort": "onnxruntime", "torch": "torch"}[name]
+            lib = BACKEND_LIBRARY[name]
             raise BackendError(f"backend {name!r} needs {lib}, which is not installed (pip install {lib})")
         return name
     for candidate in AUTO_ORDER:

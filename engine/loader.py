@@ -11,7 +11,7 @@ from pathlib import Path
 
 import instructavatar
 
-from .backend import resolve_backend
+from .backend import BackendError, resolve_backend
 from .config import ModelConfig, get_config
 from .pipeline import Pipeline
 from .tokenizer import build_tokenizer
@@ -77,21 +77,35 @@ def load_pipeline(config: str | ModelConfig = "demo", weights: str | Path | None
                   random_weights: bool = False, backend: str = "auto", steps: int | None = None,
                   eta: float | None = None, device: str = "cpu", threads: int | None = None,
                   clip_weights: str | Path | None = None, seed: int = 0, announce=None,
-                  guidance: float | None = None, onnx_dir: str | Path | None = None) -> Pipeline:
+                  guidance: float | None = None, onnx_dir: str | Path | None = None, precision: str | None = None,
+                  cuda_graphs: bool | None = None, compile: bool = False) -> Pipeline:
     """`backend`: ort (ONNX Runtime over an export folder: `onnx_dir`, or the shipped demo export; imports no
-    torch), torch (eager), or auto (the fastest present that can run this model, announced on stderr)."""
+    torch), torch (eager), torch-cuda (torch on `device` cuda: `precision` fp32|fp16|bf16, default bf16, the
+    chunk loop and decoder as CUDA graphs unless `cuda_graphs` is False, torch.compile if `compile`), trt
+    (TensorRT engines in `onnx_dir`/trt: export --format trt), or auto (the fastest present that can run this
+    model, announced on stderr; docs/gpu.md)."""
     cfg = get_config(config) if isinstance(config, str) else config
     say = announce or (lambda m: print(m, file=sys.stderr))
     folder = Path(onnx_dir) if onnx_dir else None
     if folder is None and not random_weights:
         folder = default_onnx_dir(cfg, _weights_path(cfg, weights, random_weights))
     ort_usable = folder is not None and not (random_weights and not weights)
-    name = resolve_backend(backend, usable=lambda n: n != "ort" or ort_usable)
+    trt_usable = folder is not None and (folder / "trt").is_dir()
+    name = resolve_backend(backend, usable=lambda n: (n != "ort" or ort_usable) and (n != "trt" or trt_usable))
     if backend == "auto":
-        why = f"ONNX Runtime over {folder}" if name == "ort" else "no ONNX export for this model here"
+        why = {"ort": f"ONNX Runtime over {folder}", "trt": f"TensorRT engines in {folder}/trt",
+               "torch-cuda": "an NVIDIA GPU is present"}.get(name, "no ONNX export for this model here")
         say(f"backend: {name} (auto: the fastest present; {why})")
     if name == "ort":
         return _ort_pipeline(cfg, weights, random_weights, folder, steps, eta, device, threads, guidance)
+    if name == "trt":
+        from .trt_backend import load_trt_backend
+
+        if folder is None:
+            raise BackendError(f"--backend trt needs an export folder with engines: instructavatar export --config "
+                               f"{cfg.name} --format trt --precision fp16 --feed-weights no --out DIR")
+        return Pipeline(cfg, load_trt_backend(folder, cfg, precision or "fp16"), build_tokenizer(cfg.text),
+                        steps=steps, eta=eta, guidance=guidance)
     model = build_model(cfg, weights, random_weights, clip_weights, seed)
     if random_weights and not weights:
         (announce or (lambda m: print(m, file=sys.stderr)))(
@@ -99,7 +113,11 @@ def load_pipeline(config: str | ModelConfig = "demo", weights: str | Path | None
             "the audio or the instruction ***")
     from .modules.torch_backend import TorchBackend
 
-    return Pipeline(cfg, TorchBackend(model, device=device, threads=threads), build_tokenizer(cfg.text),
+    options = {"precision": precision or "fp32", "cuda_graphs": bool(cuda_graphs), "compile": compile}
+    if name == "torch-cuda":
+        device = "cuda" if device == "cpu" else device
+        options.update(precision=precision or "bf16", cuda_graphs=cuda_graphs is not False)
+    return Pipeline(cfg, TorchBackend(model, device=device, threads=threads, **options), build_tokenizer(cfg.text),
                     steps=steps, eta=eta, guidance=guidance)
 
 

@@ -50,7 +50,9 @@ class TorchBackend:
                                        capacity=graph_cache, compile=compile)
             self.denoise_chunk = self.runner.denoise_chunk               # the pipeline's optional whole-loop call
 
-    def _t(self, a: np.ndarray):
+    def _t(self, a):
+        if isinstance(a, self.torch.Tensor):                         # a resident handle's tensor
+            return a.to(self.device)
         return self.torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
 
     def _np(self, t) -> np.ndarray:
@@ -75,8 +77,24 @@ class TorchBackend:
 
     def condition(self, tokens, mask, pooled, keyframe):
         const, keys, values = self._run(self.model.denoiser.condition, tokens, pooled, keyframe)
-        return InstructionTensors(const=self._np(const), keys=self._np(keys), values=self._np(values),
-                                  mask=mask.astype(np.float32))
+        mask = mask.astype(np.float32)
+        if self.runner is not None:                  # device path: the handle stays resident on the device
+            return InstructionTensors(const=const.float(), keys=keys.float(), values=values.float(),
+                                      mask=self._t(mask))
+        return InstructionTensors(const=self._np(const), keys=self._np(keys), values=self._np(values), mask=mask)
+
+    def stack_instructions(self, items: list[InstructionTensors]) -> InstructionTensors:
+        """Batch handles (engine/backend.py): numpy ones as `InstructionTensors.stack`, resident ones on the device
+        (tokens padded to the longest, masked out)."""
+        if not isinstance(items[0].keys, self.torch.Tensor):
+            return InstructionTensors.stack(items)
+        F = self.torch.nn.functional
+        n = max(it.keys.shape[2] for it in items)
+        pad = lambda a, k: F.pad(a, (0, 0, 0, n - a.shape[2]) if k else (0, n - a.shape[1]))  # noqa: E731
+        cat = self.torch.cat
+        return InstructionTensors(const=cat([it.const for it in items]), keys=cat([pad(it.keys, 1) for it in items]),
+                                  values=cat([pad(it.values, 1) for it in items]),
+                                  mask=cat([pad(it.mask, 0) for it in items]))
 
     def encode_audio(self, wave, blink=None):
         return self._np(self._run(self.model.audio_encoder, wave, *(() if blink is None else (blink,))))

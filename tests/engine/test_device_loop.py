@@ -154,3 +154,36 @@ def test_backend_option_errors(demo_model):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no usable CUDA"):
             TorchBackend(model, device="cuda")
+
+
+def test_resident_handles_stack_like_numpy(demo_model):
+    """On the device path `condition` returns tensors on the device; stacking pads tokens like the numpy handles."""
+    cfg, model = demo_model
+    cpu, dev = TorchBackend(model, threads=1), TorchBackend(model, threads=1, device_loop=True)
+    rng = np.random.default_rng(3)
+    args = []
+    for n in (5, 8):
+        tokens = rng.standard_normal((1, n, cfg.text.width)).astype(np.float32)
+        mask = np.ones((1, n), np.int64)
+        args.append((tokens, mask, rng.standard_normal((1, cfg.text.width)).astype(np.float32),
+                     rng.standard_normal((1, cfg.motion_dim)).astype(np.float32)))
+    want = cpu.stack_instructions([cpu.condition(*a) for a in args])
+    handles = [dev.condition(*a) for a in args]
+    assert all(isinstance(h.keys, torch.Tensor) and h.keys.device == dev.device for h in handles)
+    got = dev.stack_instructions(handles)
+    for f in ("const", "keys", "values", "mask"):
+        np.testing.assert_allclose(getattr(got, f).cpu().numpy(), getattr(want, f), atol=1e-6, rtol=0)
+    assert got.keys.shape[2] == 8 and float(got.mask[0, 5:].sum()) == 0.0
+
+
+def test_backend_names_resolve_with_clear_errors_without_a_gpu(monkeypatch):
+    from instructavatar.engine import backend
+
+    monkeypatch.setattr(backend, "nvidia_gpu_present", lambda: False)
+    for name in ("torch-cuda", "trt"):
+        with pytest.raises(backend.BackendError, match="needs an NVIDIA GPU"):
+            backend.resolve_backend(name)
+    assert backend.resolve_backend("auto") in ("ort", "torch")     # GPU backends skipped here
+    monkeypatch.setattr(backend, "nvidia_gpu_present", lambda: True)
+    assert backend.resolve_backend("torch-cuda") == "torch-cuda"
+    assert backend.resolve_backend("auto", usable=lambda n: n != "trt") == "torch-cuda"
