@@ -174,7 +174,9 @@ def cmd_render(args) -> int:
     # Checked before rendering so the warning comes first (generate(warnings=...) reports it only after).
     if pipeline.tokenizer([instruction]).truncated[0]:
         _warn(f"instruction truncated to {pipeline.tokenizer.context} tokens (the text encoder's context)")
-    prepared = pipeline.prepare(args.image)                # once; what it cannot use as given is said now
+    from .engine.photo.mode import prepare_for_mode
+
+    prepared, _ = prepare_for_mode(pipeline, args.image, args.mode, args.photo_size, say=_say, warn=_warn)
     for w in prepared.warnings:
         _warn(w)
     understood = pipeline.understand(instruction)          # the nearest trained behaviour (demo config)
@@ -213,7 +215,8 @@ def cmd_render(args) -> int:
 
     seconds = n_samples / rate
     summary = {
-        "out": str(out), "frames": result.frames, "fps": fps, "size": cfg.media.image_size,
+        "out": str(out), "frames": result.frames, "fps": fps,
+        "size": cfg.media.image_size if prepared.decoder is None else prepared.decoder.frame_shape[0],
         "audio_seconds": seconds, "video_seconds": result.seconds, "load_seconds": load_s,
         "generate_seconds": gen_s, "real_time_factor": gen_s / seconds,
         "steps": pipeline.sampler.num_steps, "stages": pipeline.timings.summary(),
@@ -375,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="output video: .mp4, .mov, .mkv, .avi or .webm (the extension "
                                                 "picks the container)")
     _model_args(r)
+    r.add_argument("--mode", default="auto", choices=("auto", "photo", "world"),
+                   help="photo: animate the photograph itself (photo mode); world: the model's own decoder "
+                        "(repaints the face in the synthetic world's style); auto (default): photo for "
+                        "photographs, world for faces of the world")
+    r.add_argument("--photo-size", default="512", choices=("256", "512", "full"),
+                   help="photo mode's output: a 256 or 512 px crop around the face, or the full photo")
     r.add_argument("--no-idle-blinks", action="store_true",
                    help="the engine schedules no blinks (the avatar blinks only when the instruction says so)")
     r.add_argument("--eta", type=float, default=None, help="DDIM eta in [0, 1] (default: the config's, 0)")
@@ -438,11 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     from .engine.media.audio_io import AudioInputError
     from .engine.media.image_io import ImageInputError
     from .engine.onnx_manifest import ExportMismatchError
+    from .engine.photo.analysis import PhotoError
     from .engine.tokenizer import TextInputError
 
     usage_errors = (UsageError, ConfigError, BackendError)
     input_errors = (InputError, ImageInputError, AudioInputError, TextInputError, MissingWeightsError,
-                    ExportMismatchError)
+                    ExportMismatchError, PhotoError)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
