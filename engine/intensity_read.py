@@ -69,3 +69,18 @@ def read_instruction_level(pipe, portrait, text: str, seconds: float = 1.2, seed
     session.push_audio(silence)
     session.flush()
     return read_motion_level(pipe.backend, np.concatenate(session.motion_log))
+
+
+def understand_with_level(pipe, portrait, text: str | None, seconds: float = 1.2, seed: int = 0):
+    """Pipeline.understand(text) (engine/understanding.py) with the level the generator read added when the
+    instruction was taken as an emotion other than neutral: describe() then says "understood as angry, level 2
+    (moderate; p 0.71) (similarity ...)". `portrait`: Pipeline.prepare's result (the probe session needs it).
+    None when the pipeline has no reference table."""
+    u = pipe.understand(text)
+    if u is None or not text or u.label not in EMOTION_LABELS:
+        return u
+    read = read_instruction_level(pipe, portrait, text, seconds=seconds, seed=seed)
+    return u if read is None else u.with_intensity(read)
+
+
+EMOTION_LABELS: tuple[str, ...] = ("angry", "contempt", "disgusted", "fear", "happy", "sad", "surprised")

@@ -41,3 +41,24 @@ def test_no_head_no_level():
     assert R.read_instruction_level(type("P", (), {"backend": Plain()})(), None, "Look furious.") is None
     head = torch.nn.Linear(4, 3)
     assert R.read_motion_level(_Backend(head), np.zeros((0, 4), np.float32)) is None
+
+
+def test_understanding_gets_the_level_for_emotions_only(monkeypatch):
+    from instructavatar.engine.understanding import Understanding
+
+    read = R.IntensityRead(level=2, probs=(0.2, 0.7, 0.1))
+    monkeypatch.setattr(R, "read_instruction_level", lambda pipe, portrait, text, seconds, seed: read)
+
+    class Pipe:
+        def __init__(self, label):
+            self.label = label
+
+        def understand(self, text):
+            return Understanding(label=self.label, similarity=0.8, nearest="Talk very angrily.", second=None,
+                                 second_similarity=None, unknown_fraction=0.0)
+
+    u = R.understand_with_level(Pipe("angry"), None, "Look livid.")
+    assert u.intensity == read
+    assert u.describe().startswith("understood as angry, level 2 (moderate; p 0.70) (similarity 0.80")
+    assert R.understand_with_level(Pipe("nod"), None, "Show that you agree.").intensity is None
+    assert R.understand_with_level(Pipe("neutral"), None, "Talk calmly.").intensity is None
