@@ -111,13 +111,15 @@ class AvatarServer:
 def _respond_bytes(connection: ServerConnection, body: bytes, content_type: str):
     r = connection.respond(200, "")
     r.body = body
-    r.headers["Content-Length"] = str(len(body))
-    r.headers["Content-Type"] = content_type
+    for name, value in (("Content-Length", str(len(body))), ("Content-Type", content_type)):
+        del r.headers[name]                       # Headers is a multi-dict: replace, never add a second
+        r.headers[name] = value
     return r
 
 
 def _respond(connection: ServerConnection, status: int, text: str, content_type: str):
     r = connection.respond(status, text)
+    del r.headers["Content-Type"]
     r.headers["Content-Type"] = content_type
     r.headers["Cache-Control"] = "no-store"
     return r
