@@ -22,6 +22,17 @@ need_espeak() {   # speech synthesis for the synthetic world (data generation, i
   fi
 }
 
+need_chromium() {   # the browser-client test (tests/server/test_browser.py) drives the system chromium
+  command -v chromium >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing chromium (Debian package; Playwright uses it, no browser download)"
+    (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+      || echo "[setup] chromium install failed; the browser test will skip"
+  else
+    echo "[setup] chromium not found (sudo apt-get install chromium); the browser test will skip"
+  fi
+}
+
 setup() {
   local extras="$1"
   if [ ! -x "$VENV/bin/python" ]; then
@@ -48,6 +59,7 @@ case "$job" in
   test)
     setup "torch,demo-text,dev"
     need_espeak
+    need_chromium
     "$VENV/bin/ruff" check .
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
