@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -23,7 +24,7 @@ def test_evaluation_set_is_held_out_and_deterministic():
 
 
 def test_seen_phrasings_are_train_split_and_held_out_ones_are_not():
-    train = instructions.all_phrasings("train")
+    train, heldout = SplitLanguage("train"), SplitLanguage("heldout")
     specs = [spec_for_index(Q.EVAL_SEED, i, "heldout") for i in range(40)]
     pairs = [(Q.seen_text(_Clip(s), i), Q.heldout_text(_Clip(s), i)) for i, s in enumerate(specs)]
     for s, (seen, held) in zip(specs, pairs):
@@ -31,9 +32,93 @@ def test_seen_phrasings_are_train_split_and_held_out_ones_are_not():
             assert seen is None and held is None
             continue
         assert seen and held and seen != held
-    assert train            # the split exists; the phrasings themselves are tested in tests/world
+        assert seen in train and seen not in heldout, seen      # membership, not just "some text"
+        assert held in heldout and held not in train, held
     # deterministic per clip
     assert pairs == [(Q.seen_text(_Clip(s), i), Q.heldout_text(_Clip(s), i)) for i, s in enumerate(specs)]
+
+
+# ----------------------------------------------------------------- which split's lists can produce a sentence
+def _norm(text):
+    return re.sub(r"\ban\b", "a", re.sub(r"\s+", " ", text.lower()))
+
+
+def _parts(template):
+    """'look {int} {adj} while' -> [('lit','look '), ('slot','int'), ...]"""
+    out, pos = [], 0
+    for m in re.finditer(r"\{(\w+)\}", template):
+        if m.start() > pos:
+            out.append(("lit", _norm(template[pos:m.start()])))
+        out.append(("slot", m.group(1)))
+        pos = m.end()
+    if pos < len(template):
+        out.append(("lit", _norm(template[pos:])))
+    return out
+
+
+def _fits(parts, text, slots):
+    if not parts:
+        return text == ""
+    kind, value = parts[0]
+    if kind == "lit":
+        return text.startswith(value) and _fits(parts[1:], text[len(value):], slots)
+    rest = parts[1:]
+    ends = [len(text)] if not rest else [m.start() for m in re.finditer(re.escape(rest[0][1]), text)] \
+        if rest[0][0] == "lit" else range(1, len(text))
+    return any(slots[value](text[:e]) and _fits(rest, text[e:], slots) for e in ends if e > 0)
+
+
+class SplitLanguage:
+    """Whether a sentence can be produced from one split's lists (templates, synonyms, phrasings, joiners)."""
+
+    def __init__(self, split):
+        ph = instructions.all_phrasings(split)
+        self.adverbs = {_norm(a) for v in ph["intensity_adverbs"].values() for a in v}
+        self.nmods = {_norm(a) for v in ph["intensity_noun_mods"].values() for a in v}
+        self.words = {k: {_norm(w) for e in ph["synonyms"].values() for w in e.get(k, ())}
+                      for k in ("adj", "noun", "manner")}
+        self.templates = [_parts(t) for temps in ph["templates"].values() for t in temps]
+        self.neutral = {_norm(t) for t in ph["neutral"]}
+        self.motions = {_norm(p) for v in ph["motions"].values() for p in v}
+        self.joiners = [_norm(j) for v in ph["motion_joiners"].values() for j in v]
+        self.triples = [_parts(t) for v in ph["motion_triples"].values() for t in v]
+        self.combined = [_parts(p) for p in ph["combined_patterns"]]
+        self.slots = {"int": self.adverbs.__contains__, "nint": self.nmods.__contains__,
+                      "adj": self.words["adj"].__contains__, "noun": self.words["noun"].__contains__,
+                      "manner": self.words["manner"].__contains__, "e": self.emotion, "m": self.motion,
+                      "a": self.motions.__contains__, "b": self.motions.__contains__, "c": self.motions.__contains__}
+
+    def emotion(self, text):
+        return text in self.neutral or any(_fits(t, text, self.slots) for t in self.templates)
+
+    def motion(self, text):
+        if text in self.motions:
+            return True
+        if any(_fits([("slot", "a"), ("lit", j), ("slot", "b")], text, self.slots) for j in self.joiners):
+            return True
+        return any(_fits(t, text, self.slots) for t in self.triples)
+
+    def __contains__(self, sentence):
+        text = _norm(sentence)
+        if not text.endswith("."):
+            return False
+        text = text[:-1]
+        return self.emotion(text) or self.motion(text) or any(_fits(p, text, self.slots) for p in self.combined)
+
+
+def test_split_language_tells_the_splits_apart():
+    rng = np.random.default_rng(0)
+    train, heldout = SplitLanguage("train"), SplitLanguage("heldout")
+    for split, own, other in (("train", train, heldout), ("heldout", heldout, train)):
+        for i in range(60):
+            texts = (instructions.emotion_instruction(instructions.EMOTIONS[i % 8], 1 + i % 3, rng, split),
+                     instructions.motion_instruction([instructions.MOTIONS[i % 22], instructions.MOTIONS[(i * 7) % 22]]
+                                                     [: 1 + i % 2], rng, split),
+                     instructions.combined_instruction(instructions.EMOTIONS[i % 7], 1 + i % 3,
+                                                       [instructions.MOTIONS[i % 22]], rng, split))
+            for text in texts:
+                assert text in own and text not in other, (split, text)
+    assert "Do a backflip." not in train and "Do a backflip." not in heldout
 
 
 class _Clip:
