@@ -320,3 +320,34 @@ def test_no_growth_over_100_connect_disconnect_cycles(make_server):
         assert srv.server.active == 0 and not srv.server.worker.sessions and not srv.server.connections
         assert live() <= base_objects
         assert grown < 2_000_000, grown
+
+
+def test_the_demo_checkpoint_serves_batched_sessions_as_it_renders_alone(make_server):
+    """The real model behind the server: two sessions share a step and get what the pipeline makes alone."""
+    from instructavatar.engine.loader import load_pipeline
+
+    pipe = load_pipeline("demo", steps=1, threads=1)
+    inputs = [(png(30), tone(0.4, 170, seed=1), "talk happily"), (png(31), tone(0.4, 260, seed=2), None)]
+    results = {}
+    go = threading.Barrier(2)
+
+    def run(k):
+        portrait, audio, text = inputs[k]
+        ws, ready = open_session(srv.url, portrait, instruction=text, output={"format": "rgb"}, seed=k, idle=False)
+        go.wait(30)
+        send_audio(ws, audio, piece=len(audio))
+        ws.send(json.dumps({"type": "audio.end"}))
+        results[k] = collect(ws, timeout=120)
+
+    with make_server(pipe) as srv:
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(180)
+    for k, (portrait, audio, text) in enumerate(inputs):
+        frames, events = results[k]
+        assert [f.index for f in frames] == list(range(10)) and events[-1]["reason"] == "audio_end"
+        want = offline(pipe, portrait, audio, text, seed=k)
+        diff = np.abs(np.stack([f.rgb() for f in frames]).astype(int) - want.astype(int))
+        assert diff.max() <= 2                                    # batched float rounding only
