@@ -141,6 +141,7 @@ class Connection:
         self.ready = False
         self.finished = False
         self.next_seq: int | None = None
+        self.audio_ended = False
         self.audio_in_s = 0.0
         self.t_start = 0.0
         self.sent = self.dropped = 0
@@ -402,6 +403,7 @@ class Connection:
 
     def _on_audio_end(self, msg: Message) -> None:
         st = self._need_session(msg)
+        self.audio_ended = True
         tail = self.resampler.flush()
         if len(tail):
             self.server.worker.push_audio(st, tail, time.monotonic())
@@ -427,7 +429,7 @@ class Connection:
         st = self.state
         if st is None or st.closed:
             raise ProtocolError("not_started", "binary audio needs a session: send session.start first")
-        if st.ending:
+        if st.ending or self.audio_ended:
             raise ProtocolError("bad_audio", "audio after audio.end is refused")
         fmt = self.start.audio
         seq, x = parse_audio(data, fmt)
