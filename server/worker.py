@@ -70,13 +70,21 @@ class StreamState:
 def _understood(pipeline: Pipeline, text: str, warnings: list[str]) -> Any:
     """What the instruction was understood as: Pipeline.understand(text) where the engine has it."""
     understand = getattr(pipeline, "understand", None)
-    if callable(understand):
-        try:
-            report = understand(text)
-            return report if isinstance(report, (dict, str, list)) else str(report)
-        except Exception as e:                                       # never let a report break a session
-            return {"text": text, "warnings": warnings + [f"understand failed: {type(e).__name__}"]}
-    return {"text": text, "warnings": warnings}
+    if not callable(understand):
+        return {"text": text, "warnings": warnings}
+    try:
+        u = understand(text)
+    except Exception as e:                                           # never let a report break a session
+        return {"text": text, "warnings": warnings + [f"understand failed: {type(e).__name__}"]}
+    if u is None:                                                    # the config ships no reference table
+        return {"text": text, "warnings": warnings}
+    out = {"text": text, "warnings": sorted(set(warnings) | set(getattr(u, "warnings", [])))}
+    for name in ("label", "similarity", "nearest", "second", "second_similarity", "unknown_fraction"):
+        v = getattr(u, name, None)
+        out[name] = round(v, 4) if isinstance(v, float) else v
+    if hasattr(u, "describe"):
+        out["description"] = u.describe()
+    return out
 
 
 class ModelWorker(threading.Thread):

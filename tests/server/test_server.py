@@ -334,6 +334,7 @@ def test_the_demo_checkpoint_serves_batched_sessions_as_it_renders_alone(make_se
     def run(k):
         portrait, audio, text = inputs[k]
         ws, ready = open_session(srv.url, portrait, instruction=text, output={"format": "rgb"}, seed=k, idle=False)
+        results[f"ready{k}"] = ready
         go.wait(30)
         send_audio(ws, audio, piece=len(audio))
         ws.send(json.dumps({"type": "audio.end"}))
@@ -351,3 +352,5 @@ def test_the_demo_checkpoint_serves_batched_sessions_as_it_renders_alone(make_se
         want = offline(pipe, portrait, audio, text, seed=k)
         diff = np.abs(np.stack([f.rgb() for f in frames]).astype(int) - want.astype(int))
         assert diff.max() <= 2                                    # batched float rounding only
+    understood = results["ready0"]["instruction"]["understood_as"]   # Pipeline.understand's report
+    assert understood["label"] == "happy" and "understood as happy" in understood["description"]
