@@ -384,7 +384,7 @@ def table_paraphrase(args, clips, ev, size, probe) -> tuple[str, dict]:
         text, data = markdown_table(rows), _data(rows)
     if args.forms:
         t, d = quality_forms.table_forms(pipe, clips, args.forms, ev, size, probe, args.sample_seeds, run_system,
-                                         model_output, markdown_table)
+                                         model_output, markdown_table, splits=args.form_splits)
         text, data = (text + "\n\n" if text else "") + t, {**data, **d}
     return text, data
 
@@ -572,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="paraphrase: phrasing forms of instructions as people type them (avatarworld/phrasings.py), "
                          "'all', 'none' or a comma list, each seen vs held out")
     ap.add_argument("--forms-only", action="store_true", help="paraphrase: leave out the world's own two rows")
+    ap.add_argument("--form-splits", default="train,heldout", type=lambda v: tuple(v.split(",")),
+                    help="paraphrase: which phrasing splits of each form to run (train,heldout | heldout)")
     ap.add_argument("--motion", default=None,
                     help="main, paraphrase: the --weights checkpoint with its generator replaced by a packaged one "
                          "(`train package --motion-only RUN/state.pt --out FILE`; a generator fine-tune)")
@@ -599,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
         args.forms = parse_forms(args.forms)
     except ValueError as e:
         ap.error(str(e))
+    if not args.form_splits or not set(args.form_splits) <= {"train", "heldout"}:
+        ap.error(f"--form-splits {','.join(args.form_splits)!r}: expected train, heldout or both, comma-separated")
     if args.audio_only is None and args.table == "main":
         from .package import AUDIO_ONLY_WEIGHTS
 

@@ -80,6 +80,9 @@ def _stats(records: list[dict]) -> dict:
            if r.get("intensity") is not None and r.get("intensity_pred") is not None]
     head = [r for r in records if r.get("intensity") is not None and r.get("head_level") is not None]
     agree = [r for r in head if r.get("intensity_pred") is not None]
+    if not records:
+        return {k: None for k in ("head_acc", "head_agrees", "au_f1", "au_emo", "intensity_acc", "level_error")} | {
+            "samples": 0, "top_read": 0, "top_n": 0, "intensity_n": 0}
     return {"head_acc": float(np.mean([r["head_level"] == r["intensity"] for r in head])) if head else None,
             "head_agrees": float(np.mean([r["head_level"] == r["intensity_pred"] for r in agree])) if agree else None,
             "samples": len(records), "au_f1": mean("au_f1"), "au_emo": mean("au_emo"),
@@ -109,13 +112,14 @@ def summary_table(results: dict[str, dict[str, list[dict]]]) -> tuple[str, dict]
     lines = [head, "|---|---:|---:|---:|---:|---:|---|---:|"]
     data = {}
     for form, by_split in results.items():
-        s, h = _stats(by_split["train"]), _stats(by_split["heldout"])
+        s, h = _stats(by_split.get("train", [])), _stats(by_split.get("heldout", []))
         gi, ga = _gap(s["intensity_acc"], h["intensity_acc"]), _gap(s["au_f1"], h["au_f1"])
         ok_i = None if gi is None else gi >= -INTENSITY_GAP
         ok_a = None if ga is None else ga >= -AU_F1_GAP
         verdict = " / ".join("-" if ok is None else ("yes" if ok else "no") for ok in (ok_i, ok_a))
         lines.append(
-            f"| {form} | {s['samples']} | {_f(s['intensity_acc'])} / {_f(h['intensity_acc'])} ({_f(gi, '{:+.3f}')}) | "
+            f"| {form} | {s['samples'] or h['samples']} | "
+            f"{_f(s['intensity_acc'])} / {_f(h['intensity_acc'])} ({_f(gi, '{:+.3f}')}) | "
             f"{s['top_read']}/{s['top_n']} / {h['top_read']}/{h['top_n']} | "
             f"{_f(s['level_error'], '{:+.2f}')} / {_f(h['level_error'], '{:+.2f}')} | "
             f"{_f(s['au_f1'])} / {_f(h['au_f1'])} ({_f(ga, '{:+.3f}')}) | {verdict} | "
@@ -125,9 +129,14 @@ def summary_table(results: dict[str, dict[str, list[dict]]]) -> tuple[str, dict]
     return "\n".join(lines), data
 
 
+SPLIT_LABELS = (("seen (train) phrasings", "train"), ("held-out phrasings", "heldout"))
+
+
 def table_forms(pipe, clips: list[Clip], forms: tuple[str, ...], ev, size: int, probe, sample_seeds: int,
-                run_system, model_output, markdown_table) -> tuple[str, dict]:
-    """Per form: a seen row and a held-out row (run_system from training/quality.py), then the summary."""
+                run_system, model_output, markdown_table, splits: tuple[str, ...] = ("train", "heldout")
+                ) -> tuple[str, dict]:
+    """Per form: a seen row and a held-out row (run_system from training/quality.py), then the summary.
+    `splits` = ("heldout",) runs the held-out rows only (a model compared with another on them)."""
     chunk = pipe.cfg.stream.chunk_frames
     results, parts, raw = {}, [], {}
     for form in forms:
@@ -136,13 +145,14 @@ def table_forms(pipe, clips: list[Clip], forms: tuple[str, ...], ev, size: int, 
             continue
         reps = keep * sample_seeds
         rows = []
-        for label, split in (("seen (train) phrasings", "train"), ("held-out phrasings", "heldout")):
+        for label, split in (x for x in SPLIT_LABELS if x[1] in splits):
             produce, reads = with_head_reads(pipe, model_output(pipe, form_text(form, split), size, len(keep)))
             row = run_system(f"{form}, {label}", reps, produce, ev, chunk, probe)
             for j, rec in enumerate(row.clips):
                 rec["head_level"] = reads.get(j)
             rows.append(row)
-        results[form] = {"train": rows[0].clips, "heldout": rows[1].clips}
+        results[form] = {split: row.clips for (_, split), row in
+                         zip((x for x in SPLIT_LABELS if x[1] in splits), rows)}
         parts.append(f"{form} ({len(keep)} clips x {sample_seeds} seeds):\n\n" + markdown_table(rows))
         raw[form] = {r.name: {"summary": r.summary, "clips": r.clips} for r in rows}
     text, data = summary_table(results)
