@@ -145,7 +145,7 @@ class Connection:
         self.audio_in_s = 0.0
         self.t_start = 0.0
         self.sent = self.dropped = 0
-        self.latency_ms: deque[float] = deque(maxlen=512)
+        self.latency_ms: deque[float] = deque(maxlen=4096)
 
     # -- from the worker thread ---------------------------------------------------------------------------
     def deliver(self, items: list[tuple]) -> None:
@@ -221,7 +221,8 @@ class Connection:
                     elif kind == "json":
                         await self.ws.send(json.dumps(it[1]))
                     elif kind == "end":
-                        totals = dict(it[1], frames_sent=self.sent, frames_dropped=self.dropped)
+                        totals = dict(it[1], frames_sent=self.sent, frames_dropped=self.dropped,
+                                      latency_ms=self._latency_summary())
                         self._session_over()
                         await self.ws.send(json.dumps(totals))
                         await self.ws.close(1000, totals["reason"][:100])
@@ -318,19 +319,24 @@ class Connection:
             if self.ready and self.state is not None and not self.finished:
                 self._send_json(self.stats())
 
-    def stats(self) -> dict:
-        st, sr = self.state, self.server.pipeline.cfg.media.sample_rate
+    def _latency_summary(self) -> dict:
+        """Audio-to-frame latency of the last frames sent (up to 4096): p50, p95, max, last, count."""
         lat = sorted(self.latency_ms)
 
         def q(p):
             return None if not lat else round(lat[min(len(lat) - 1, int(p * len(lat)))], 1)
 
+        return {"p50": q(0.5), "p95": q(0.95), "max": q(1.0),
+                "last": round(self.latency_ms[-1], 1) if self.latency_ms else None, "count": len(lat)}
+
+    def stats(self) -> dict:
+        st, sr = self.state, self.server.pipeline.cfg.media.sample_rate
         return {"type": "stats", "session_id": st.id, "frames_rendered": st.frames, "frames_sent": self.sent,
                 "frames_dropped": self.dropped, "out_queue_frames": self.out_frames,
                 "audio_buffered_ms": round(1e3 * st.buffered16() / sr, 1),
                 "audio_received_ms": round(1e3 * st.received16 / sr, 1),
                 "idle_inserted_ms": round(1e3 * st.inserted16 / sr, 1),
-                "latency_ms": {"p50": q(0.5), "p95": q(0.95), "last": round(lat and self.latency_ms[-1] or 0, 1)}}
+                "latency_ms": self._latency_summary()}
 
     def _on_text(self, text: str) -> None:
         msg = parse_text(text)
