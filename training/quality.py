@@ -403,6 +403,10 @@ def table_steps(args, clips, ev, size, probe) -> tuple[str, dict]:
 
 def table_streaming(args, clips, ev, size, probe) -> tuple[str, dict]:
     pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads, args.guidance)
+    if getattr(args, "chunk_frames", None):               # the chunk length under test (issue 24; prefix unchanged)
+        from dataclasses import replace
+
+        pipe.cfg = replace(pipe.cfg, stream=replace(pipe.cfg.stream, chunk_frames=args.chunk_frames))
     chunk = pipe.cfg.stream.chunk_frames
     offline_out: dict[int, Output] = {}
 
@@ -589,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", action="append", default=[], help="NAME=RUN_DIR of an ablation (repeatable)")
     ap.add_argument("--probe", default=None, help="latent probe (default: the one shipped beside the checkpoint)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--chunk-frames", type=int, default=None,
+                    help="streaming: frames per chunk (default: the config's; the prefix stays the config's)")
     ap.add_argument("--json", default=None, help="write summaries and per-clip numbers here")
     ap.add_argument("--sheet", default=None, help="vae: also write a truth-over-reconstruction picture (PNG) here")
     ap.add_argument("--summary-json", default=None, help="write the table and the summaries only (small)")
