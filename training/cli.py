@@ -12,6 +12,7 @@ STEPS = {
     "critic": "Train the decoder's AU critic (a perceptual loss for `train vae --au-critic`)",
     "probe": "Train the latent probe (motion latent -> AUs, pose, mouth) on ground-truth latents",
     "photo-head": "Train photo mode's geometry head (motion latent -> landmark displacements, pose)",
+    "photo-quality": "Photo mode's evaluation with dlib (identity, lip sync, instructions, stability)",
     "package": "Combine VAE + motion states into the demo checkpoint",
     "quality": "Quality tables on held-out data (main, paraphrase, steps, streaming, ablations)",
 }
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         from .quality import main as run
     elif step == "photo-head":
         from .photo_head import main as run
+    elif step == "photo-quality":
+        from .photo_quality import main as run
     else:
         from .package import main as run
     return run(rest)
