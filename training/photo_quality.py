@@ -180,7 +180,7 @@ def evaluate(photos: list[str], size: int, sentences: int, seed: int, threads: i
         still_jitter = jitter(still["points"], still["face_h"])
         r = {"noise": noise, "still_jitter_pct": still_jitter, "lip_sync": [], "instructions": {}}
 
-        def run(instruction, audio=None, seconds=None, idle_blinks=True):
+        def run(instruction, audio=None, seconds=None, idle_blinks=True, portrait=portrait, ref_emb=ref_emb):
             frames = pipe.generate(portrait, audio=audio, seconds=seconds, instruction=instruction, seed=seed,
                                    idle_blinks=idle_blinks)
             face.last_box = None
@@ -222,7 +222,8 @@ def evaluate(photos: list[str], size: int, sentences: int, seed: int, threads: i
         "lip_sync_pooled_r": float(np.corrcoef(*lip_pooled)[0, 1]),
         "instructions_shown": f"{sum(pairs)}/{len(pairs)}", "instructions_shown_frac": float(np.mean(pairs)),
         "jitter_above_noise_pct_max": max(p["jitter_above_noise_pct"] for p in result["photos"].values()),
-        "targets": {"identity_median<=0.35": bool(np.median(dist) <= 0.35), "identity_max<=0.5": bool(dist.max() <= 0.5),
+        "targets": {"identity_median<=0.35": bool(np.median(dist) <= 0.35),
+                    "identity_max<=0.5": bool(dist.max() <= 0.5),
                     "lip_sync>=0.8": bool(np.mean(lip_r) >= 0.8), "instructions>=90%": bool(np.mean(pairs) >= 0.9),
                     "jitter<=0.5%": bool(max(p["jitter_above_noise_pct"] for p in result["photos"].values()) <= 0.5)},
     }
