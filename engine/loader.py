@@ -97,7 +97,7 @@ def load_pipeline(config: str | ModelConfig = "demo", weights: str | Path | None
                "torch-cuda": "an NVIDIA GPU is present"}.get(name, "no ONNX export for this model here")
         say(f"backend: {name} (auto: the fastest present; {why})")
     if name == "ort":
-        return _ort_pipeline(cfg, weights, random_weights, folder, steps, eta, device, threads, guidance)
+        return _ort_pipeline(cfg, weights, random_weights, folder, steps, eta, device, threads, guidance, precision)
     if name == "trt":
         from .trt_backend import load_trt_backend
 
@@ -122,8 +122,9 @@ def load_pipeline(config: str | ModelConfig = "demo", weights: str | Path | None
 
 
 def _ort_pipeline(cfg: ModelConfig, weights, random_weights: bool, folder: Path | None, steps, eta, device: str,
-                  threads, guidance) -> Pipeline:
-    """The ONNX Runtime pipeline: torch is never imported."""
+                  threads, guidance, precision: str | None = None) -> Pipeline:
+    """The ONNX Runtime pipeline: torch is never imported. `precision` int8: the components with an int8 graph
+    in the folder run it (the shipped demo: the decoder)."""
     from .backend import BackendError
     from .ort_backend import OrtBackend, available_providers
 
@@ -143,5 +144,7 @@ def _ort_pipeline(cfg: ModelConfig, weights, random_weights: bool, folder: Path 
             raise BackendError(f"--device {device} with --backend ort needs onnxruntime-gpu (providers here: "
                                f"{', '.join(have)})")
         providers = [p for p in have if p != "CPUExecutionProvider"] + ["CPUExecutionProvider"]
-    backend = OrtBackend(folder, cfg, weights=path, threads=threads, providers=providers)
+    if precision not in (None, "fp32", "int8"):
+        raise BackendError(f"--backend ort runs fp32 or int8 graphs, not {precision!r}")
+    backend = OrtBackend(folder, cfg, weights=path, threads=threads, providers=providers, precision=precision or "fp32")
     return Pipeline(cfg, backend, build_tokenizer(cfg.text), steps=steps, eta=eta, guidance=guidance)

@@ -66,8 +66,9 @@ def check_manifest(folder: str | Path, cfg: ModelConfig, weights: str | Path | N
     if m.get("config") != cfg.name or m.get("config_digest") != config_digest(cfg):
         raise ExportMismatchError(f"{where}: exported for config {m.get('config')!r} "
                                   f"(digest {m.get('config_digest')}), expected {cfg.name!r} ({config_digest(cfg)})")
-    if precision is not None and m.get("precision") != precision:
-        raise ExportMismatchError(f"{where}: precision {m.get('precision')!r}, expected {precision!r}")
+    if precision not in (None, "fp32") and not any(precision in c for c in m.get("components", {}).values()):
+        raise ExportMismatchError(f"{where}: has no {precision} graphs (make them with `instructavatar export "
+                                  f"--precision {precision}`)")
     want = m.get("weights")
     if weights is not None and want is not None:
         got = file_sha256(weights)
@@ -75,9 +76,9 @@ def check_manifest(folder: str | Path, cfg: ModelConfig, weights: str | Path | N
             raise ExportMismatchError(f"{where}: exported from weights {want.get('file')} (sha256 "
                                       f"{want.get('sha256', '')[:12]}), but {weights} has sha256 {got[:12]}; re-export")
     for name in components:
-        entry = m.get("components", {}).get(name)
-        if entry is None:
+        if m.get("components", {}).get(name) is None:
             raise ExportMismatchError(f"{where}: has no component {name!r} (has {sorted(m.get('components', {}))})")
+        entry = component_entry(m, name, precision)
         path = folder / entry["file"]
         if not path.is_file():
             raise ExportMismatchError(f"{path}: missing (listed in {where})")
@@ -86,11 +87,18 @@ def check_manifest(folder: str | Path, cfg: ModelConfig, weights: str | Path | N
     return m
 
 
+def component_entry(manifest: dict, name: str, precision: str | None = None) -> dict:
+    """A component's manifest entry: its `precision` variant (e.g. "int8", written by export/quantize.py) where
+    the folder has one, else the fp32 graph."""
+    entry = manifest["components"][name]
+    return entry.get(precision, entry) if precision not in (None, "fp32") else entry
+
+
 def fed_initializers(manifest: dict, component: str, sources: dict[str, dict[str, np.ndarray]],
-                     where: Path) -> dict[str, np.ndarray]:
+                     where: Path, precision: str | None = None) -> dict[str, np.ndarray]:
     """{initializer name: fp32 array} for one component's fed tensors, from the loaded source files."""
     out = {}
-    for init, ref in manifest["components"][component].get("fed", {}).items():
+    for init, ref in component_entry(manifest, component, precision).get("fed", {}).items():
         src = sources.get(ref["source"])
         if src is None or ref["key"] not in src:
             raise ExportMismatchError(f"{where}: {component} needs tensor {ref['key']!r} from source "

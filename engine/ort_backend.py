@@ -23,7 +23,7 @@ import numpy as np
 
 from .backend import BackendError, InstructionTensors
 from .config import ModelConfig
-from .onnx_manifest import ExportMismatchError, check_manifest, fed_initializers, file_sha256
+from .onnx_manifest import ExportMismatchError, check_manifest, component_entry, fed_initializers, file_sha256
 
 
 class OrtInputError(ValueError):
@@ -74,7 +74,7 @@ class OrtBackend:
 
     def __init__(self, folder: str | Path, cfg: ModelConfig, weights: str | Path | None = None,
                  threads: int | None = None, providers: list[str] | None = None, verify_files: bool = True,
-                 components: list[str] | None = None):
+                 components: list[str] | None = None, precision: str = "fp32"):
         import onnxruntime as ort
 
         from ..export.specs import component_specs
@@ -84,16 +84,18 @@ class OrtBackend:
         self.specs = component_specs(cfg)
         required = components or [n for n, s in self.specs.items() if s.runtime]
         weights = Path(weights) if weights else None
-        self.manifest = check_manifest(self.folder, cfg, weights, required, verify_files=verify_files)
-        self.precision = self.manifest.get("precision", "fp32")
+        self.manifest = check_manifest(self.folder, cfg, weights, required, precision=precision,
+                                       verify_files=verify_files)
+        self.precision = precision          # "int8": the components that have an int8 graph run it
         sources = _load_sources(self.manifest, self.folder, weights)
         self.providers = providers or available_providers()
         self.threads = threads
         self.sessions: dict[str, ort.InferenceSession] = {}
         self._fed_keepalive: list = []          # ORT reads fed initializers in place: keep them alive
-        names = [n for n in self.specs if n in self.manifest["components"] and (components is None or n in components)]
+        names = [n for n in self.specs
+                 if n in self.manifest["components"] and (components is None or n in components)]
         for name in names:
-            entry = self.manifest["components"][name]
+            entry = component_entry(self.manifest, name, precision)
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -102,7 +104,7 @@ class OrtBackend:
             opts.enable_cpu_mem_arena = True
             opts.enable_mem_pattern = True
             opts.log_severity_level = 3
-            fed = fed_initializers(self.manifest, name, sources, self.folder / "manifest.json")
+            fed = fed_initializers(self.manifest, name, sources, self.folder / "manifest.json", precision)
             if fed:
                 values = [ort.OrtValue.ortvalue_from_numpy(v) for v in fed.values()]
                 opts.add_external_initializers(list(fed), values)

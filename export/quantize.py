@@ -7,8 +7,9 @@ decoder inputs of VAE reconstructions of world frames. Quality (`decoder_psnr_co
 on *held-out* identities, PSNR against the renderer's truth with the fp32 decoder and with the int8 one (what
 `instructavatar train quality vae` reports, on these frames); the cost is the fp32 PSNR minus the int8 PSNR.
 
-`quantize_folder(folder, ...)` rewrites the named components of an export folder as int8 graphs
-(`<name>.int8.onnx`, weights embedded: the int8 decoder is small) and records them in the manifest.
+`quantize_folder(folder, ...)` adds int8 graphs of the named components to an export folder
+(`<name>.int8.onnx`, weights embedded: the int8 decoder is 0.9 MB) as a variant beside the fp32 graph in the
+manifest (`components.<name>.int8`); `OrtBackend(precision="int8")` runs them.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def quantize_component(folder: Path, name: str, weights: Path | None, calibratio
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     manifest = json.loads((folder / MANIFEST).read_text())
-    entry = dict(manifest["components"][name])
+    entry = {k: v for k, v in manifest["components"][name].items() if k != "int8"}
     src = _materialise(folder, name, manifest, weights)
     out = folder / f"{name}.int8.onnx"
     inputs = [t.split(" ")[0] for t in entry["inputs"]]
@@ -127,10 +128,9 @@ def quantize_folder(folder: str | Path, cfg: ModelConfig, weights: str | Path | 
         model = build_model(cfg, weights, random_weights=weights is None)
     calib = world_decoder_inputs(model, cfg, "train")
     manifest = json.loads((folder / MANIFEST).read_text())
-    for name in components:
-        manifest["components"][name] = quantize_component(folder, name, Path(weights) if weights else None, calib,
-                                                          log)
-    manifest["precision"] = "int8"
+    for name in components:            # the int8 graph is a variant beside the fp32 one (OrtBackend precision=)
+        manifest["components"][name]["int8"] = quantize_component(folder, name, Path(weights) if weights else None,
+                                                                  calib, log)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
@@ -152,3 +152,53 @@ def decoder_psnr_cost(fp32_backend, int8_backend, model, cfg: ModelConfig, ident
     p32, p8 = _psnr(got["fp32"], truth), _psnr(got["int8"], truth)
     return {"frames": len(truth), "psnr_fp32": p32, "psnr_int8": p8, "cost_db": p32 - p8,
             "int8_vs_fp32_psnr": _psnr(got["int8"], got["fp32"])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Quantize the shipped demo export's decoder into --out and report quality and speed (1 thread).
+
+        python -m instructavatar.export.quantize --out demo_int8 [--identities 6]
+    """
+    import argparse
+    import shutil
+    import time
+
+    from ..engine.config import get_config
+    from ..engine.loader import DEMO_ONNX, DEMO_WEIGHTS, build_model
+    from ..engine.ort_backend import OrtBackend
+
+    ap = argparse.ArgumentParser(description="int8 decoder for the demo export: quantize, measure PSNR and speed")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--identities", type=int, default=6)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--components", default="decoder")
+    args = ap.parse_args(argv)
+    cfg = get_config("demo")
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(DEMO_ONNX, out)
+    model = build_model(cfg, DEMO_WEIGHTS)
+    quantize_folder(out, cfg, DEMO_WEIGHTS, model=model, components=tuple(args.components.split(",")))
+    fp32 = OrtBackend(out, cfg, weights=DEMO_WEIGHTS, threads=args.threads)
+    int8 = OrtBackend(out, cfg, weights=DEMO_WEIGHTS, threads=args.threads, precision="int8")
+    report = decoder_psnr_cost(fp32, int8, model, cfg, identities=args.identities)
+    rows = world_decoder_inputs(model, cfg, "heldout", identities=1, seed=2)[:4]
+    for key, be in (("fp32", fp32), ("int8", int8)):
+        be.decode(rows[0]["motion"], rows[0]["appearance"])
+        ts = []
+        for _ in range(5):
+            for r in rows:
+                t0 = time.perf_counter()
+                be.decode(r["motion"], r["appearance"])
+                ts.append((time.perf_counter() - t0) * 1e3 / len(r["motion"]))
+        report[f"decoder_ms_per_frame_{key}"] = float(np.median(ts))
+    report["speedup"] = report["decoder_ms_per_frame_fp32"] / report["decoder_ms_per_frame_int8"]
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
