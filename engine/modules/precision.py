@@ -35,14 +35,14 @@ def torch_dtype(precision: str) -> torch.dtype:
 
 
 def cast_for_inference(model: nn.Module, precision: str) -> nn.Module:
-    """Cast the weights of Linear/Conv layers to the precision's dtype once (in place); the rest stays fp32."""
+    """Cast the weights of Linear/Conv layers to the precision's dtype once (in place; "fp32" casts a half model
+    back); everything else stays fp32."""
     dtype = torch_dtype(precision)
-    if dtype == torch.float32:
-        return model
     for module in model.modules():
         if isinstance(module, HALF_LAYERS):
             for p in module.parameters(recurse=False):
-                p.data = p.data.to(dtype)
+                if p.dtype != dtype:
+                    p.data = p.data.to(dtype)
     return model
 
 
