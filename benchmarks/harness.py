@@ -188,6 +188,13 @@ def bench_backend(config: str, backend: str, plan: BenchPlan, threads: int | Non
 SECTION_TASKS = 9            # progress steps per backend: components, 4 pipeline, 3 scaling, efficiency
 
 
+def fastest(report: dict) -> str | None:
+    """The backend with the lowest median stream real-time factor in the report (None if none streamed)."""
+    rtf = {k: b["pipeline"]["stream"]["rtf"]["median"] for k, b in report["backends"].items()
+           if "stream" in b.get("pipeline", {})}
+    return min(rtf, key=rtf.get) if rtf else next(iter(report["backends"]), None)
+
+
 def run_bench(config: str = "demo", backend: str = "auto", plan: BenchPlan = QUICK, threads: int | None = None,
               progress: bool = True, server: bool = True, onnx_dir=None) -> dict:
     """Measure everything the plan asks for; returns the report (see the module docstring)."""
@@ -213,7 +220,7 @@ def run_bench(config: str = "demo", backend: str = "auto", plan: BenchPlan = QUI
         report["errors"].append("no backend could run: " + "; ".join(f"{k}: {v}" for k, v in report["skipped"].items()))
     if server:
         try:
-            report["server"] = server_section(config, next(iter(report["backends"]), names[0]), plan.name == "quick")
+            report["server"] = server_section(config, fastest(report) or names[0], plan.name == "quick", threads)
         except Exception as e:                                  # noqa: BLE001 - reported
             report["errors"].append(f"server: {type(e).__name__}: {' '.join(str(e).split())}")
     bar.step("server")

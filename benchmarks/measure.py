@@ -25,12 +25,12 @@ LIBRARIES = ("numpy", "torch", "onnxruntime", "onnxruntime-gpu", "tensorrt", "ma
 
 # ------------------------------------------------------------------------------------------------ stats
 def stat(samples) -> dict:
-    """min / median / max / mean / n of a list of numbers (ms unless a key says otherwise)."""
+    """min / median / p95 / max / mean / n of a list of numbers (ms unless a key says otherwise)."""
     a = np.asarray(list(samples), np.float64)
     if a.size == 0:
         raise ValueError("stat of no samples")
-    return {"min": float(a.min()), "median": float(np.median(a)), "max": float(a.max()),
-            "mean": float(a.mean()), "n": int(a.size)}
+    return {"min": float(a.min()), "median": float(np.median(a)), "p95": float(np.percentile(a, 95)),
+            "max": float(a.max()), "mean": float(a.mean()), "n": int(a.size)}
 
 
 def is_stat(value) -> bool:

@@ -67,7 +67,11 @@ def _stats(node, path: str = ""):
 
 def flatten(report: dict) -> dict[str, float]:
     """{path: median} for every stat in the report (backends.torch.components.decode.ms_per_frame, ...)."""
-    return {p: v["median"] for p, v in _stats(report)}
+    flat = {p: v["median"] for p, v in _stats(report)}
+    summary = ((report.get("server") or {}).get("result") or {}).get("summary") or {}
+    flat.update({f"server.summary.{k}": float(v) for k, v in summary.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return flat
 
 
 def compare(a: dict, b: dict, name_a: str = "A", name_b: str = "B") -> str:
@@ -127,8 +131,13 @@ def format_report(report: dict) -> str:
     server = report.get("server")
     if server:
         lines.append("")
-        lines.append("server: " + (json.dumps(server["result"])[:400] if server.get("available")
-                                   else f"not run ({server['reason']})"))
+        if server.get("available"):
+            summary = server["result"].get("summary", {})
+            lines.append(f"server ({server.get('backend')}, real websocket clients at 1x real time): "
+                         + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                     for k, v in summary.items()))
+        else:
+            lines.append(f"server: not run ({server['reason']})")
     if report["errors"]:
         lines.append("")
         lines += [f"ERROR {e}" for e in report["errors"]]
@@ -162,7 +171,8 @@ def _pipeline(p) -> list[str]:
     out = [f"stream {s['audio_seconds']:g} s x {s['repeats']}: RTF {_m(s['rtf'])} ({_range(s['rtf'])}), steady "
            f"{_m(s['steady_rtf'])}; first frame {_m(s['first_frame_latency_ms'])} ms compute, "
            f"{s['first_frame_latency_with_fill_ms']:.0f} ms with the {s['chunk_audio_ms']:.0f} ms of audio; chunk "
-           f"{_m(s['chunk_latency_ms'])} ms ({_range(s['chunk_latency_ms'])})"]
+           f"{_m(s['chunk_latency_ms'])} ms (p95 {s['chunk_latency_ms'].get('p95', float('nan')):.3g}, "
+           f"{_range(s['chunk_latency_ms'])})"]
     st = s["stage_ms_per_frame"]
     total = sum(v["median"] for v in st.values())
     out.append("per frame: " + ", ".join(f"{k} {v['median']:.3g} ms ({100 * v['median'] / total:.0f}%)"

@@ -426,13 +426,15 @@ def efficiency_section(pipeline, plan: BenchPlan, gflop: dict | None, heavy: boo
     return out
 
 
-def server_section(config: str, backend: str, quick: bool) -> dict:
-    """The server's own benchmark (benchmarks/bench_server.py) when it exists in this checkout."""
+def server_section(config: str, backend: str, quick: bool, threads: int | None = None) -> dict:
+    """The server's own benchmark (benchmarks/bench_server.py: real loopback websocket clients at 1x real time:
+    first frame, audio-to-frame p50/p95, drops, concurrent real-time sessions), when this version has it."""
     try:
         from . import bench_server
-    except ImportError:
-        return {"available": False, "reason": "benchmarks/bench_server.py is not in this version"}
-    fn = getattr(bench_server, "bench_server", None) or getattr(bench_server, "run", None)
+    except ImportError as e:
+        return {"available": False, "reason": f"benchmarks/bench_server.py cannot be imported here ({e})"}
+    fn = getattr(bench_server, "bench_server", None)
     if fn is None:
         return {"available": False, "reason": "benchmarks/bench_server.py has no bench_server() function"}
-    return {"available": True, "result": fn(config=config, backend=backend, quick=quick)}
+    return {"available": True, "backend": backend, "result": fn(config=config, backend=backend, quick=quick,
+                                                              threads=threads)}

@@ -16,7 +16,7 @@ from instructavatar.cli import main
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    rc = main(["bench", "--quick", "--backend", "torch", "--threads", "1", "--quiet", "--out", str(out)])
+    rc = main(["bench", "--quick", "--backend", "torch", "--threads", "1", "--quiet", "--no-server", "--out", str(out)])
     return rc, out
 
 
