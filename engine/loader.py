@@ -137,6 +137,11 @@ def _ort_pipeline(cfg: ModelConfig, weights, random_weights: bool, folder: Path 
     path = _weights_path(cfg, weights, random_weights)
     if path is not None and not path.is_file():
         raise MissingWeightsError(f"weights file not found: {path}")
+    from .ort_install import onnxruntime_conflict
+
+    conflict = onnxruntime_conflict()                  # onnxruntime and onnxruntime-gpu side by side
+    if conflict is not None:
+        raise BackendError(conflict)
     providers = None
     if device != "cpu":
         have = available_providers()

@@ -87,3 +87,13 @@ def test_demo_without_its_checkpoint_is_an_error_not_random_weights(tmp_path, mo
     monkeypatch.setattr(loader, "DEMO_WEIGHTS", tmp_path / "absent.safetensors")
     with pytest.raises(loader.MissingWeightsError, match="--random-weights"):
         demo.run_demo(tmp_path / "out", steps=1, progress=False)
+
+
+def test_a_mixed_onnxruntime_install_stops_the_ort_backend_with_the_fix(monkeypatch):
+    from instructavatar.engine import ort_install
+    from instructavatar.engine.backend import BackendError
+
+    monkeypatch.setattr(ort_install, "installed_onnxruntime",
+                        lambda: {"onnxruntime": "1.20.0", "onnxruntime-gpu": "1.20.0"})
+    with pytest.raises(BackendError, match="pip uninstall -y onnxruntime onnxruntime-gpu"):
+        loader.load_pipeline("demo", backend="ort")
