@@ -82,12 +82,12 @@ def test_graph_lru_evicts_real_graphs(demo):
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None, reason="needs tensorrt>=10 and cuda-python")
 def test_tensorrt_engines_match_torch(tmp_path):
+    from instructavatar.benchmarks.bench_gpu import smoke_config
     from instructavatar.engine.trt_backend import load_trt_backend
     from instructavatar.export.onnx_export import export_onnx
     from instructavatar.export.trt_build import build_folder
-    from tests.export.conftest import tiny_paper
 
-    cfg = tiny_paper()
+    cfg = smoke_config()                  # the paper architecture at tiny sizes
     model = build_model(cfg, random_weights=True)
     export_onnx(model, cfg, tmp_path, weights=None, feed_weights=False, check=False, log=print)
     build_folder(tmp_path, cfg, "fp16", log=print)
