@@ -166,7 +166,8 @@ def cmd_render(args) -> int:
     try:
         pipeline = load_pipeline(cfg, weights=args.weights, random_weights=args.random_weights,
                                  backend=args.backend, steps=args.steps, eta=args.eta, threads=args.threads,
-                                 clip_weights=args.clip_weights, seed=args.seed, guidance=args.guidance)
+                                 clip_weights=args.clip_weights, seed=args.seed, guidance=args.guidance,
+                                 precision=args.precision, onnx_dir=args.export_dir)
     except (WeightLoadError, SafetensorError) as e:       # only the CLIP file is read outside WeightsError
         raise InputError(f"cannot load CLIP weights {args.clip_weights}: {_one_line(e)}") from None
     load_s = time.perf_counter() - t0
@@ -390,7 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", default="demo", help="model configuration: demo or paper (default demo)")
     r.add_argument("--weights", help="checkpoint (.safetensors); default: the shipped demo checkpoint")
     r.add_argument("--backend", default="auto",
-                   help="ort (ONNX Runtime, torch-free), torch, or auto: the fastest present (default auto)")
+                   help="ort (ONNX Runtime, torch-free), torch, torch-cuda (CUDA graphs), trt (TensorRT), or auto: "
+                        "the fastest present (default auto; docs/gpu.md)")
+    r.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
+                   help="torch-cuda/torch weights precision (torch-cuda default bf16); trt: fp16 engines by default")
+    r.add_argument("--export-dir", default=None,
+                   help="ONNX export folder for --backend ort, with TensorRT engines in its trt/ for --backend trt")
     r.add_argument("--clip-weights", help="CLIP ViT-L/14 text weights for --config paper")
     r.set_defaults(func=cmd_render)
 
