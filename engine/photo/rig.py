@@ -83,8 +83,15 @@ CHAINS: tuple[tuple[np.ndarray, tuple[int, ...]], ...] = (
     (W["jaw"], MESH_JAW),
 )
 EYE_CHAINS = {4, 5, 6, 7}
+UPPER_LID_CHAINS = {4, 6}
+MOUTH_CHAINS = {8, 9, 10, 11, 12}
 RING_SCALE = 1.5               # the still ring around the face oval (x the oval's radius from the face centre)
 MAX_POSE_DEG = (20.0, 15.0, 20.0)   # yaw, pitch, roll the warp turns at most
+# The world's faces are drawn with a cartoon's range of motion; on a photograph the same numbers look
+# exaggerated, so two motions are scaled down: the lips' and jaw's vertical travel, and the lids opening wider
+# than at rest (AU5). Closing the eyes keeps its full travel (a blink must close the photo's eye).
+MOUTH_GAIN = 0.6
+LID_RAISE_GAIN = 0.4
 
 
 def _arc(points: np.ndarray) -> np.ndarray:
@@ -129,7 +136,8 @@ class Rig:
     harmonic: np.ndarray      # (V, D) driven displacement -> every vertex (ring rows are zero)
     scale: float              # photo interocular distance / world unit (pixels per interocular unit)
     roll: np.ndarray          # (2, 2) the photo face's in-plane rotation
-    eye_gain: np.ndarray      # (D,) vertical gain on driven eyelid vertices (photo / world eye opening)
+    eye_gain: np.ndarray      # (D,) vertical gain on driven vertices (eyelids: photo / world eye opening; lips)
+    lid_raise: np.ndarray     # (D,) 1 on upper-lid vertices: their upward travel is scaled by LID_RAISE_GAIN
     pivot: np.ndarray         # (3,) rotation centre
     lid_pairs: np.ndarray     # (K, 2) vertex ids (upper, lower) that must not cross (lids, inner lips)
     n_mesh: int
@@ -165,15 +173,17 @@ def build_rig(points: np.ndarray, world_neutral: np.ndarray) -> Rig:
 
     # retargeting weights: chains by arc length, nose by the world nose's mean
     rows: dict[int, list[np.ndarray]] = {}
-    gains: dict[int, float] = {}
+    mouth_v, upper_lid_v = set(), set()
     for k, (wchain, mchain) in enumerate(CHAINS):
         wt = _interp_weights(_arc(pts[list(mchain), :2]), _arc(world_neutral[wchain]))
         for i, v in enumerate(mchain):
             r = np.zeros(WORLD_POINTS)
             r[wchain] = wt[i]
             rows.setdefault(v, []).append(r)
-            if k in EYE_CHAINS:
-                gains[v] = 1.0
+        if k in MOUTH_CHAINS:
+            mouth_v.update(mchain)
+        if k in UPPER_LID_CHAINS:
+            upper_lid_v.update(mchain[1:-1])
     nose = np.zeros(WORLD_POINTS)
     nose[W["nose"]] = 1.0 / len(W["nose"])
     for v in MESH_NOSE:
@@ -192,6 +202,10 @@ def build_rig(points: np.ndarray, world_neutral: np.ndarray) -> Rig:
         for v in mu + ml:
             eye_gain[np.searchsorted(driven, v)] = float(np.clip(g, 0.3, 3.0))
 
+    for v in mouth_v:
+        eye_gain[np.searchsorted(driven, v)] = MOUTH_GAIN
+    lid_raise = np.zeros(len(driven), np.float32)
+    lid_raise[np.searchsorted(driven, sorted(upper_lid_v))] = 1.0
     harmonic = _harmonic(len(rest), tris, driven, np.array(ring1))
     pivot = np.r_[centre, pts[:, 2].mean() + 1.2 * iod]
     pairs = [(u, lo) for u, lo in zip(MESH_EYE_R_UPPER[1:-1], MESH_EYE_R_LOWER[1:-1])]
@@ -199,7 +213,8 @@ def build_rig(points: np.ndarray, world_neutral: np.ndarray) -> Rig:
     pairs += [(u, lo) for u, lo in zip(MESH_LIP_IN_UPPER[1:-1], MESH_LIP_IN_LOWER[1:-1])]
     return Rig(rest=rest.astype(np.float32), triangles=tris, mouth=mouth, driven=driven,
                retarget=retarget.astype(np.float32), harmonic=harmonic.astype(np.float32), scale=iod,
-               roll=roll.astype(np.float32), eye_gain=eye_gain.astype(np.float32), pivot=pivot.astype(np.float32),
+               roll=roll.astype(np.float32), eye_gain=eye_gain.astype(np.float32), lid_raise=lid_raise,
+               pivot=pivot.astype(np.float32),
                lid_pairs=np.array(pairs, np.int64), n_mesh=n)
 
 
@@ -224,6 +239,7 @@ def frame_vertices(rig: Rig, expression: np.ndarray, pose_deg: np.ndarray) -> np
     """(V, 2) vertex positions for one frame: expression (129, 2) interocular units, pose (3,) degrees."""
     d = rig.retarget @ expression                                      # (D, 2) interocular units, world frame
     d[:, 1] *= rig.eye_gain
+    d[:, 1] *= np.where((rig.lid_raise > 0) & (d[:, 1] < 0), LID_RAISE_GAIN, 1.0)     # y down: < 0 = up
     d = (d @ rig.roll.T) * rig.scale                                   # photo pixels
     moved = rig.rest.copy()
     moved[:, :2] += rig.harmonic @ d

@@ -55,7 +55,7 @@ def test_rig_rest_pose_is_the_mesh_and_a_world_blink_closes_the_photo_eye(astron
     v = R.frame_vertices(rig, jaw, np.zeros(3))
     gap = v[R.MESH_LIP_IN_LOWER[5], 1] - v[R.MESH_LIP_IN_UPPER[5], 1]
     gap0 = rig.rest[R.MESH_LIP_IN_LOWER[5], 1] - rig.rest[R.MESH_LIP_IN_UPPER[5], 1]
-    assert gap - gap0 == pytest.approx(0.2 * rig.scale, rel=0.1)
+    assert gap - gap0 == pytest.approx(0.2 * R.MOUTH_GAIN * rig.scale, rel=0.1)
     # yaw turns the nose towards image right for + (the world's convention)
     v = R.frame_vertices(rig, zero, np.array([15.0, 0, 0]))
     assert v[1, 0] - rest[1, 0] > 0.1 * rig.scale
