@@ -356,7 +356,8 @@ def cmd_demo(args) -> int:
     check_guidance(args.guidance)
     check_output(Path(args.out) / "demo.mp4")
     paths = run_demo(args.out, steps=args.steps, random_weights=True if args.random_weights else None,
-                     progress=not args.quiet, threads=args.threads, seed=args.seed, guidance=args.guidance)
+                     progress=not args.quiet, threads=args.threads, seed=args.seed, guidance=args.guidance,
+                     mode=args.mode)
     for name, p in paths.items():
         print(f"{name}: {p}")
     return 0
@@ -409,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Writes DIR/demo.mp4 (the four clips side by side, 2x2, one audio track) "
                                    "and DIR/demo_grid.png (rows = instructions, columns = six fixed times).")
     d.add_argument("--out", default="demo_out", help="output folder (default ./demo_out)")
+    d.add_argument("--mode", default="auto", choices=("auto", "photo", "world"),
+                   help="world: the world face only; photo: a real photograph (photo mode) only; auto (default): "
+                        "both, the photograph beside the world face (photo mode needs the photo extras)")
     _model_args(d)
     d.set_defaults(func=cmd_demo)
 

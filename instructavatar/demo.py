@@ -100,11 +100,13 @@ def mosaic(clips: list[np.ndarray], captions: list[str]) -> np.ndarray:
 
 def run_demo(out_dir: str | Path, steps: int | None = None, random_weights: bool | None = None,
              progress: bool = True, threads: int | None = None, seed: int = 0, log=None,
-             guidance: float | None = None) -> dict[str, Path]:
+             guidance: float | None = None, mode: str = "world") -> dict[str, Path]:
     """Render the demo into `out_dir`; returns {"video": DIR/demo.mp4, "grid": DIR/demo_grid.png}.
 
     random_weights: True = random (announced) even when the checkpoint is present; None or False = the
-    shipped checkpoint or `MissingWeightsError`.
+    shipped checkpoint or `MissingWeightsError`. mode: "world" (the world face), "photo" (a real photograph in
+    photo mode: `demo_photo.mp4` / `demo_photo_grid.png`, see `photo_demo`) or "auto" (both, when photo mode's
+    packages are installed).
     """
     from .engine.config import get_config
     from .engine.loader import DEMO_WEIGHTS, load_pipeline
@@ -151,6 +153,9 @@ def run_demo(out_dir: str | Path, steps: int | None = None, random_weights: bool
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
+    photo_paths = {}
+    if mode in ("photo", "auto"):
+        photo_paths = photo_demo(pipeline, out_dir, audio, model_audio, seed, say, clips, required=(mode == "photo"))
 
     video = write_video(out_dir / "demo.mp4", mosaic(clips, list(DEMO_INSTRUCTIONS)), fps=fps, audio=audio,
                         sample_rate=rate)
@@ -161,4 +166,46 @@ def run_demo(out_dir: str | Path, steps: int | None = None, random_weights: bool
     say(f"demo: {len(DEMO_INSTRUCTIONS)} clips x {len(clips[0])} frames ({seconds:.2f} s) in {elapsed:.1f} s, "
         f"real-time factor {elapsed / (seconds * len(DEMO_INSTRUCTIONS)):.3f} per clip; "
         f"{'RANDOM weights' if random_weights else DEMO_WEIGHTS.name}, {pipeline.sampler.num_steps} steps")
-    return {"video": video, "grid": grid}
+    return {"video": video, "grid": grid, **photo_paths}
+
+
+PHOTO_DEMO = "astronaut"           # engine/photo/samples.py: read from scikit-image at run time
+PHOTO_DEMO_SIZE = 256
+
+
+def photo_demo(pipeline, out_dir: Path, audio: np.ndarray, model_audio: np.ndarray, seed: int, say,
+               world_clips: list[np.ndarray], required: bool = False) -> dict[str, Path]:
+    """The same sentence and instructions on a real photograph (photo mode), beside the world face's clips:
+    `demo_photo.mp4` (world face | photo for each instruction, 2x2) and `demo_photo_grid.png`. Skipped with a
+    message (an error when `required`) where photo mode's packages are missing."""
+    from .engine.media.video_io import write_png_grid, write_video
+
+    try:
+        from .engine.photo.decoder import prepare_photo
+        from .engine.photo.samples import load_sample
+
+        portrait = prepare_photo(pipeline, load_sample(PHOTO_DEMO), size=PHOTO_DEMO_SIZE)
+    except (ImportError, FileNotFoundError) as e:
+        if required:
+            raise
+        say(f"demo: photo mode skipped ({e}); pip install 'instructavatar[photo,photo-eval]' for it")
+        return {}
+    k = PHOTO_DEMO_SIZE // pipeline.cfg.media.image_size
+    tiles = []
+    for text, w in zip(DEMO_INSTRUCTIONS, world_clips):
+        p = pipeline.generate(portrait, audio=model_audio, instruction=text, seed=seed)
+        w = w.repeat(k, axis=1).repeat(k, axis=2)                       # nearest upscale to the photo's size
+        tiles.append(np.concatenate([w, p], axis=2))                    # (N, S, 2S, 3)
+    fps = pipeline.cfg.media.fps
+    n, s = tiles[0].shape[:2]
+    bars = caption_bar(list(DEMO_INSTRUCTIONS), 2 * s)
+    rows = [np.concatenate([t, np.broadcast_to(b, (n, *b.shape))], axis=1) for t, b in zip(tiles, bars)]
+    video = np.ascontiguousarray(np.concatenate([np.concatenate(rows[:2], axis=2),
+                                                 np.concatenate(rows[2:], axis=2)], axis=1))
+    out_video = write_video(out_dir / "demo_photo.mp4", video, fps=fps, audio=audio,
+                            sample_rate=pipeline.cfg.media.sample_rate)
+    cols = grid_frame_indices(n, 4)
+    grid = write_png_grid(out_dir / "demo_photo_grid.png", [[t[i] for i in cols] for t in tiles],
+                          row_labels=list(DEMO_INSTRUCTIONS), col_labels=[f"{i / fps:.2f} s" for i in cols])
+    say(f"demo: photo mode on {PHOTO_DEMO} (scikit-image), {PHOTO_DEMO_SIZE} px, beside the world face")
+    return {"photo_video": out_video, "photo_grid": grid}
