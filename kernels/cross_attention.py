@@ -37,22 +37,24 @@ from .reference import CrossAttentionWeights
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"     # read once, as triton.jit does at import
 
+# Few configs on purpose: every one is compiled per (dtype, D) the first time a shape is tuned. With all keys in
+# one (dh x N_PAD) tile per program, 8 warps roughly halve the registers per thread (ptxas for sm_90, paper block,
+# fp16: 252 -> 140 at BLOCK_T 16); the autotuner picks.
 ATTENTION_CONFIGS = [
     triton.Config({"BLOCK_T": 16, "BLOCK_D": 64}, num_warps=4),
-    triton.Config({"BLOCK_T": 32, "BLOCK_D": 64}, num_warps=4),
-    triton.Config({"BLOCK_T": 16, "BLOCK_D": 128}, num_warps=4),
+    triton.Config({"BLOCK_T": 16, "BLOCK_D": 64}, num_warps=8),
+    triton.Config({"BLOCK_T": 32, "BLOCK_D": 64}, num_warps=8),
     triton.Config({"BLOCK_T": 32, "BLOCK_D": 128}, num_warps=8),
 ]
 OUTPUT_CONFIGS = [
     triton.Config({"BLOCK_M": 32, "BLOCK_O": 64, "BLOCK_K": 64}, num_warps=4),
     triton.Config({"BLOCK_M": 16, "BLOCK_O": 64, "BLOCK_K": 64}, num_warps=4),
     triton.Config({"BLOCK_M": 64, "BLOCK_O": 64, "BLOCK_K": 32}, num_warps=4),
-    triton.Config({"BLOCK_M": 32, "BLOCK_O": 128, "BLOCK_K": 32}, num_warps=4),
     triton.Config({"BLOCK_M": 64, "BLOCK_O": 128, "BLOCK_K": 64}, num_warps=8),
 ]
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "N"])          # one binary per config for every window and token count
 def _ln_q_attention_kernel(
     h_ptr, lnw_ptr, lnb_ptr, wq_ptr, bq_ptr, k_ptr, v_ptr, bias_ptr, y_ptr,
     T, N, eps, scale,
@@ -118,7 +120,7 @@ def _ln_q_attention_kernel(
              mask=t_ok[:, None] & e_ok[None, :])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["R", "T"])
 def _out_proj_residual_kernel(
     y_ptr, wo_ptr, bo_ptr, const_ptr, h_ptr, out_ptr,
     R, T,

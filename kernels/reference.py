@@ -69,12 +69,14 @@ def _heads(x: Tensor, heads: int) -> Tensor:
 
 
 def gated_cross_attention(h: Tensor, w: CrossAttentionWeights, k: Tensor, v: Tensor, bias: Tensor, const: Tensor,
-                          heads: int, explicit: bool = False) -> Tensor:
+                          heads: int, explicit: bool = False, gate: nn.Module | None = None) -> Tensor:
     """h (B,T,D) hidden state, k/v (B,N,D) this layer's motion keys/values, bias (B,N) additive key bias,
     const (B,D) emotion + keyframe branch output -> the block's new hidden state (B,T,D).
 
     explicit=False attends with torch's SDPA (the fallback on CPU and during export); explicit=True writes the
     masked softmax out (matmul, max-subtracted exp, sum; float32 inside) as the literal definition.
+    gate: only to measure the fold (benchmarks/bench_kernels.py): w.out_* is then the bare output projection and
+    `gate` runs after it, unfolded.
     """
     B, T, D = h.shape
     q = F.linear(F.layer_norm(h, (D,), w.norm_weight, w.norm_bias, w.eps), w.q_weight, w.q_bias)
@@ -85,7 +87,8 @@ def gated_cross_attention(h: Tensor, w: CrossAttentionWeights, k: Tensor, v: Ten
     else:
         y = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=bias.to(h.dtype)[:, None, None, :])
     y = y.transpose(1, 2).reshape(B, T, D)
-    return h + const[:, None, :] + F.linear(y, w.out_weight, w.out_bias)
+    update = F.linear(y, w.out_weight, w.out_bias)
+    return h + const[:, None, :] + (update if gate is None else gate(update))
 
 
 def gated_cross_attention_unfused(h: Tensor, norm: nn.LayerNorm, q_proj: nn.Linear, k: Tensor, v: Tensor,
