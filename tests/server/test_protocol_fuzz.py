@@ -43,13 +43,13 @@ def check(text):
     return msg
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.text(max_size=200))
 def test_any_text_is_a_message_or_a_protocol_error(text):
     check(text)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(messages)
 def test_any_json_object_is_a_message_or_a_protocol_error(obj):
     msg = check(json.dumps(obj))
