@@ -142,13 +142,14 @@ def bench_denoiser(model, cfg, device, precision, mode, clock, reps, sessions=1)
             "rows": 2 * B, "window": T, "steps": sampler.num_steps}
 
 
-def bench_sessions(model, cfg, device, precision, mode, clock, reps, counts) -> list[dict]:
-    """Pipeline.step for B guided sessions in one batch (a prefix window: the steady state)."""
+def bench_sessions(model, cfg, device, precision, mode, clock, reps, counts, guidance=1.5) -> list[dict]:
+    """Pipeline.step for B sessions in one batch (a prefix window: the steady state), each guided when
+    guidance != 1 (two denoiser rows per session: the costlier case)."""
     from ..engine.pipeline import Pipeline
     from ..engine.tokenizer import build_tokenizer
 
     backend = backend_for(model, device, precision, mode)
-    pipe = Pipeline(cfg, backend, build_tokenizer(cfg.text))
+    pipe = Pipeline(cfg, backend, build_tokenizer(cfg.text), guidance=guidance)
     rng = np.random.default_rng(2)
     S = cfg.media.image_size
     portrait = pipe.prepare(rng.integers(0, 255, (S, S, 3), dtype=np.uint8))
@@ -162,7 +163,7 @@ def bench_sessions(model, cfg, device, precision, mode, clock, reps, counts) -> 
         pipe.step(sessions, chunks(B))          # first chunk (no prefix): captures those shapes
         s = clock.median_s(lambda group=sessions: pipe.step(group, chunks(len(group))), reps, warmup=1)
         rows.append({"sessions": B, "chunk_ms": round(s * 1e3, 1), "rtf": round(s / chunk_s, 3),
-                     "real_time": bool(s <= chunk_s)})
+                     "real_time": bool(s <= chunk_s), "guidance": guidance, "chunk_frames": cfg.stream.chunk_frames})
     return rows
 
 
@@ -176,6 +177,7 @@ def main(argv=None) -> int:
     ap.add_argument("--compile-precisions", default="bf16", help="torch.compile only these (compiling is minutes)")
     ap.add_argument("--sessions", default="1,2,3,4,6,8", help="session counts for the pipeline rows")
     ap.add_argument("--session-precision", default="bf16")
+    ap.add_argument("--guidance", type=float, default=1.5, help="sessions rows: instruction guidance (1 = off)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--budget-s", type=float, default=420.0, help="skip what starts after this many seconds")
     ap.add_argument("--json", help="write all figures here")
@@ -241,7 +243,8 @@ def main(argv=None) -> int:
                                                                               batch))
     best_mode = "graphs" if "graphs" in modes else modes[0]
     timed("sessions", {"precision": session_precision, "mode": best_mode},
-          lambda: bench_sessions(model, cfg, device, session_precision, best_mode, clock, reps, counts))
+          lambda: bench_sessions(model, cfg, device, session_precision, best_mode, clock, reps, counts,
+                                 args.guidance))
     live = [r["sessions"] for r in report["sessions"] if r["real_time"]]
     report["sessions_at_25fps"] = max(live) if live else 0
     report["total_s"] = round(time.perf_counter() - t_start, 1)
