@@ -62,7 +62,14 @@ def test_seed_determinism_and_difference(pipe, portrait):
     assert np.abs(a.astype(int) - c.astype(int)).max() > 0
 
 
-def test_batched_step_equals_single_sessions(pipe, portrait):
+@pytest.fixture(scope="module")
+def trained():
+    """The shipped checkpoint on torch: trained, non-zero gates, so the instruction changes the motion (the
+    random weights' zero-initialised gates make the text inert, and an instruction test could not fail)."""
+    return load_pipeline("demo", backend="torch", steps=1, threads=1)
+
+
+def batched_vs_single(pipe, portrait):
     audio1, audio2 = speech(0.8, 1), speech(0.8, 2)
     C = pipe.chunk_samples
     singles = []
@@ -76,18 +83,59 @@ def test_batched_step_equals_single_sessions(pipe, portrait):
         out = pipe.step([s1, s2], [audio1[k * C:(k + 1) * C], audio2[k * C:(k + 1) * C]])
         for b in range(2):
             batched[b].append(out[b])
+    return [np.concatenate(batched[b]).astype(int) for b in range(2)], [x.astype(int) for x in singles]
+
+
+def test_batched_step_equals_single_sessions(trained, portrait):
+    batched, singles = batched_vs_single(trained, portrait)
+    assert np.abs(singles[0] - singles[1]).max() > 10          # the two sessions really differ
     for b in range(2):
-        np.testing.assert_allclose(np.concatenate(batched[b]).astype(int), singles[b].astype(int), atol=1)
+        np.testing.assert_allclose(batched[b], singles[b], atol=1)
 
 
-def test_instruction_switch_takes_effect_next_chunk(pipe, portrait):
-    s, _ = pipe.new_session(portrait, "talk happily", seed=0)
-    first = s.instruction
-    warnings = s.set_instruction("raise your eyebrows and nod")
-    assert warnings == [] and s.instruction_text == "raise your eyebrows and nod"
-    assert not np.array_equal(first.keys, s.instruction.keys)
+def test_batched_step_check_catches_a_wrong_instruction_stack(trained, portrait, monkeypatch):
+    """The equality above fails when the stacked instructions are wrong (rows swapped, or filled with noise)."""
+    from instructavatar.engine import pipeline as pipeline_module
+
+    real = pipeline_module.stack_instructions
+
+    def swapped(backend, items):
+        return real(backend, [items[1], items[0], *items[2:]])
+
+    def garbage(backend, items):                               # session 1's tensors replaced by noise
+        st = real(backend, items)
+        rng = np.random.default_rng(0)
+
+        def noisy(a):
+            a = a.copy()
+            a[1] = rng.normal(0, a.std(), a[1].shape)
+            return a.astype(np.float32)
+
+        return InstructionTensors(const=noisy(st.const), keys=noisy(st.keys), values=noisy(st.values), mask=st.mask)
+
+    for wrong in (swapped, garbage):
+        monkeypatch.setattr(pipeline_module, "stack_instructions", wrong)
+        batched, singles = batched_vs_single(trained, portrait)
+        assert max(np.abs(batched[b] - singles[b]).max() for b in range(2)) > 1, wrong.__name__
+
+
+def test_instruction_switch_takes_effect_next_chunk(trained, portrait):
+    C = trained.chunk_samples
+    audio = speech(1.2)
+    kept, _ = trained.new_session(portrait, "talk happily", seed=0)
+    same = [kept.push_audio(audio[:C]), kept.push_audio(audio[C:2 * C]), kept.push_audio(audio[2 * C:3 * C])]
+    s, _ = trained.new_session(portrait, "talk happily", seed=0)
+    half = s.push_audio(audio[:C + C // 2])                    # chunk 1 done, half of chunk 2 pending
+    warnings = s.set_instruction("look very angry and shake your head")
+    assert warnings == [] and s.instruction_text == "look very angry and shake your head"
+    rest = s.push_audio(audio[C + C // 2:2 * C])                # completes chunk 2: the new instruction
+    third = s.push_audio(audio[2 * C:3 * C])
+    np.testing.assert_array_equal(half, same[0])               # what was emitted before is untouched
+    assert np.abs(rest.astype(int) - same[1]).max() > 10       # the next chunk follows the new instruction
+    assert np.abs(third.astype(int) - same[2]).max() > 10      # and the one after it
+    s2, _ = trained.new_session(portrait, "talk happily", seed=0)
     long_text = " ".join(["please smile"] * 100)
-    assert any("truncated" in w for w in s.set_instruction(long_text))
+    assert any("truncated" in w for w in s2.set_instruction(long_text))
 
 
 def test_motion_only_mode_produces_frames(pipe, portrait):
