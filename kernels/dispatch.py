@@ -137,7 +137,8 @@ class FoldCache:
         params = [*norm.parameters(), *q_proj.parameters(), *out_proj.parameters(), *gate.parameters()]
         if exporting() or _needs_grad(*params):
             return folded_weights(norm, q_proj, out_proj, gate)
-        key = _version_key(params)
+        # inference-mode tensors may not enter autograd outside inference mode: the mode is part of the key
+        key = (torch.is_inference_mode_enabled(), _version_key(params))
         if key != self._key or self._weights is None:
             with torch.no_grad():
                 self._weights = folded_weights(norm, q_proj, out_proj, gate)
