@@ -47,7 +47,7 @@ def test_understanding_gets_the_level_for_emotions_only(monkeypatch):
     from instructavatar.engine.understanding import Understanding
 
     read = R.IntensityRead(level=2, probs=(0.2, 0.7, 0.1))
-    monkeypatch.setattr(R, "read_instruction_level", lambda pipe, portrait, text, seconds, seed: read)
+    monkeypatch.setattr(R, "read_instruction_level", lambda pipe, portrait, text, seconds, seed, weights: read)
 
     class Pipe:
         def __init__(self, label):
@@ -62,3 +62,22 @@ def test_understanding_gets_the_level_for_emotions_only(monkeypatch):
     assert u.describe().startswith("understood as angry, level 2 (moderate; p 0.70) (similarity 0.80")
     assert R.understand_with_level(Pipe("nod"), None, "Show that you agree.").intensity is None
     assert R.understand_with_level(Pipe("neutral"), None, "Talk calmly.").intensity is None
+
+
+def test_the_numpy_head_from_the_checkpoint_equals_the_torch_head():
+    """Backends without the head (ONNX Runtime) read it from the checkpoint file: same level and probabilities."""
+    from instructavatar.engine.config import get_config
+    from instructavatar.engine.loader import DEMO_WEIGHTS
+    from instructavatar.engine.modules.model import InstructAvatar
+    from instructavatar.engine.modules.weights import load_checkpoint
+
+    model = InstructAvatar(get_config("demo"), pretrained_text=False)
+    load_checkpoint(model, DEMO_WEIGHTS)
+    head = model.denoiser.intensity_head.float()
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        motion = rng.normal(0, 1, (12, head[0].in_features)).astype(np.float32)
+        a = R.read_motion_level(_Backend(head), motion)
+        b = R.read_motion_level(object(), motion, weights=DEMO_WEIGHTS)
+        assert a.level == b.level and np.allclose(a.probs, b.probs, atol=2e-3)
+    assert R.read_motion_level(object(), motion) is None              # no head anywhere: no level
