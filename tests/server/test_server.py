@@ -356,3 +356,25 @@ def test_the_demo_checkpoint_serves_batched_sessions_as_it_renders_alone(make_se
         assert diff.max() <= 2                                    # batched float rounding only
     understood = results["ready0"]["instruction"]["understood_as"]   # Pipeline.understand's report
     assert understood["label"] == "happy" and "understood as happy" in understood["description"]
+
+
+def test_a_session_failing_in_the_model_ends_alone(make_server, fake_pipe, monkeypatch):
+    real_step = fake_pipe.step
+
+    def step(sessions, chunks):                          # the model fails on one session's batch
+        if any(s.instruction_text == "explode" for s in sessions):
+            raise FloatingPointError("boom")
+        return real_step(sessions, chunks)
+    monkeypatch.setattr(fake_pipe, "step", step)
+    with make_server() as srv:
+        bad, _ = open_session(srv.url, png(40), instruction="explode", idle=False)
+        good, _ = open_session(srv.url, png(41), output={"format": "rgb"}, idle=False)
+        for ws in (bad, good):
+            send_audio(ws, tone(0.8), piece=12800)
+        for ws in (bad, good):
+            ws.send(json.dumps({"type": "audio.end"}))
+        _, bad_events = collect(bad)
+        frames, good_events = collect(good)
+    assert [e["code"] for e in bad_events if e["type"] == "error"] == ["internal"]
+    assert bad_events[-1]["type"] == "session.end" and bad_events[-1]["reason"] == "error"
+    assert [f.index for f in frames] == list(range(20)) and good_events[-1]["reason"] == "audio_end"
