@@ -316,7 +316,13 @@ class ModelWorker(threading.Thread):
     def _step(self, ready: list[StreamState]) -> None:
         before = {st.id: (st.engine.frames_emitted, st.engine.taken_samples) for st in ready}
         t0 = time.perf_counter()
-        results = self.pipeline.step_ready([st.engine for st in ready], isolate=True)
+        try:
+            results = self.pipeline.step_ready([st.engine for st in ready], isolate=True)
+        except Exception as e:                          # outside any one session's step: these sessions only
+            log.exception("scheduler step failed")
+            for st in ready:
+                self._fail(st, e)
+            return
         self.metrics.observe_step(time.perf_counter() - t0, len(ready))
         self._observe_stages()
         self.steps += 1
