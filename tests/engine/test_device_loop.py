@@ -187,3 +187,31 @@ def test_backend_names_resolve_with_clear_errors_without_a_gpu(monkeypatch):
     monkeypatch.setattr(backend, "nvidia_gpu_present", lambda: True)
     assert backend.resolve_backend("torch-cuda") == "torch-cuda"
     assert backend.resolve_backend("auto", usable=lambda n: n != "trt") == "torch-cuda"
+
+
+@pytest.mark.slow          # torch.compile (inductor, C++ on the CPU): minutes on a shared 2-core machine
+def test_compiled_loop_equals_eager():
+    from instructavatar.benchmarks.bench_gpu import smoke_config
+    from instructavatar.engine.backend import InstructionTensors
+    from instructavatar.engine.ddim import DDIMSampler
+
+    cfg = smoke_config()
+    model = build_model(cfg, random_weights=True)
+    with torch.no_grad():
+        for m in model.modules():                      # open the zero gates: the instruction must matter
+            if isinstance(m, torch.nn.Linear) and not m.weight.any():
+                torch.nn.init.normal_(m.weight, std=0.05)
+    sampler = DDIMSampler(cfg.diffusion)
+    sampler.set_timesteps(3)
+    rng = np.random.default_rng(0)
+    T, M, D, L, N = 8, cfg.motion_dim, cfg.denoiser.conformer.d_model, cfg.denoiser.conformer.layers, cfg.text.context
+    inst = InstructionTensors(*(rng.standard_normal(s).astype(np.float32) for s in ((2, L, D), (2, L, N, D),
+                                                                                    (2, L, N, D))),
+                              mask=np.ones((2, N), np.float32))
+    x = rng.standard_normal((1, T, M)).astype(np.float32)
+    args = (sampler, x, x[:, :4].copy(), rng.standard_normal((2, T, D)).astype(np.float32),
+            np.zeros((2, T), np.float32), inst, np.array([0, 0]), np.array([0]), 1.5, None)
+    eager = TorchBackend(model, threads=2, device_loop=True).denoise_chunk(*args)
+    compiled = TorchBackend(model, threads=2, compile=True)
+    assert compiled.runner.denoiser is not model.denoiser               # really wrapped
+    np.testing.assert_allclose(compiled.denoise_chunk(*args), eager, atol=1e-5, rtol=0)
