@@ -28,13 +28,17 @@ def decoder():
     return PhotoDecoder(photo=photo, rig=R.build_rig(mesh, head.neutral), head=head, analysis=a)
 
 
+@pytest.fixture(scope="module")
+def face():
+    return Q.DlibFace()
+
+
 def frame(decoder, expression=None, pose=(0.0, 0.0, 0.0)):
     e = np.zeros((R.WORLD_POINTS, 2), np.float32) if expression is None else expression
     return decoder.warp(R.frame_vertices(decoder.rig, e, np.array(pose)))
 
 
-def test_dlib_sees_what_the_rig_does_and_keeps_the_identity(decoder):
-    face = Q.DlibFace()
+def test_dlib_sees_what_the_rig_does_and_keeps_the_identity(decoder, face):
     rest_pts, rest_emb, found = face(decoder.photo)
     assert found
     rest = Q.measures(rest_pts, 256)
@@ -55,9 +59,8 @@ def test_dlib_sees_what_the_rig_does_and_keeps_the_identity(decoder):
     assert np.linalg.norm(emb - rest_emb) < 0.5                             # same person, mouth open
 
 
-def test_still_clip_noise_and_jitter_are_small(decoder):
-    face = Q.DlibFace()
-    m = Q.measure_clip(face, Q.still_clip(decoder.photo, 6), embed=False)
+def test_still_clip_noise_and_jitter_are_small(decoder, face):
+    m = Q.measure_clip(face, Q.still_clip(decoder.photo, 4), embed=False)
     assert Q.jitter(m["points"], m["face_h"]) < 1.0                         # % of the face height
     assert int(m["misses"]) == 0
 
