@@ -135,7 +135,8 @@ def cmd_render(args) -> int:
         _check_file(args.clip_weights, "CLIP weights file")
 
     try:
-        container_for(args.out)                                    # the container follows the extension
+        if not Path(args.out).is_dir():                            # (a folder is check_output's to report)
+            container_for(args.out)                                # the container follows the extension
     except VideoFormatError as e:
         raise InputError(_one_line(e)) from None
     load_portrait(args.image, cfg.media.image_size)       # a bad portrait fails now, before the model loads
