@@ -188,7 +188,7 @@ def photo_demo(pipeline, out_dir: Path, audio: np.ndarray, model_audio: np.ndarr
     except (ImportError, FileNotFoundError) as e:
         if required:
             raise
-        say(f"demo: photo mode skipped ({e}); pip install 'instructavatar[photo,photo-eval]' for it")
+        say(f"demo: photo mode skipped ({e}); pip install 'instructavatar[photo]' for it")
         return {}
     k = PHOTO_DEMO_SIZE // pipeline.cfg.media.image_size
     tiles = []

@@ -53,7 +53,7 @@ setup() {
 
 case "$job" in
   demo)
-    setup "torch,demo-text"
+    setup "torch,demo-text,photo"
     exec "$VENV/bin/instructavatar" demo --out out/demo "$@"
     ;;
   test)

@@ -62,7 +62,7 @@ class DlibFace:
 
         spec = find_spec("face_recognition_models")   # its __init__ needs pkg_resources: read the files directly
         if spec is None:
-            raise ImportError("the evaluation needs face-recognition-models (pip install 'instructavatar[photo-eval]')")
+            raise ImportError("the evaluation needs face-recognition-models (pip install 'instructavatar[photo]')")
         models = Path(list(spec.submodule_search_locations)[0]) / "models"
         self.dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     photos = [p for p in args.photos.split(",") if p]
     missing = [p for p in photos if p not in available(photos)]
     if missing:
-        print(f"error: sample photos not installed: {', '.join(missing)} (pip install 'instructavatar[photo-eval]')")
+        print(f"error: sample photos not installed: {', '.join(missing)} (pip install 'instructavatar[photo]')")
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,7 @@ def load_sample(name: str) -> np.ndarray:
     p = photo_path(name)
     if p is None:
         raise FileNotFoundError(f"sample photo {name!r} needs the {PHOTOS[name][0]} package "
-                                "(pip install 'instructavatar[photo-eval]')")
+                                "(pip install 'instructavatar[photo]')")
     return np.asarray(Image.open(p).convert("RGB"))
 
 
