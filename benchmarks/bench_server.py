@@ -102,17 +102,40 @@ def batching_gain(pipe, sizes=(1, 2, 4), repeats: int = 3) -> list[dict]:
             s.push_audio(audio[: s.chunk_samples])                     # the prefix: steady state from here
             sessions.append(s)
         chunk = audio[: sessions[0].chunk_samples]
-        batched, alone = [], []
+        batched, alone, batched_cpu, alone_cpu = [], [], [], []
         for _ in range(repeats):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             pipe.step(sessions, [chunk] * B)
             batched.append(time.perf_counter() - t)
-            t = time.perf_counter()
+            batched_cpu.append(time.process_time() - c)
+            t, c = time.perf_counter(), time.process_time()
             for s in sessions:
                 pipe.step([s], [chunk])
             alone.append(time.perf_counter() - t)
+            alone_cpu.append(time.process_time() - c)
         b, a = float(np.median(batched)) * 1e3, float(np.median(alone)) * 1e3
-        rows.append({"sessions": B, "batched_ms": round(b, 1), "alone_ms": round(a, 1), "speedup": round(a / b, 3)})
+        bc, ac = float(np.median(batched_cpu)) * 1e3, float(np.median(alone_cpu)) * 1e3
+        rows.append({"sessions": B, "batched_ms": round(b, 1), "alone_ms": round(a, 1), "speedup": round(a / b, 3),
+                     "batched_cpu_ms": round(bc, 1), "alone_cpu_ms": round(ac, 1), "cpu_speedup": round(ac / bc, 3)})
+    return rows
+
+
+def chunk_cost(pipe, chunk_list=(2, 4, 6, 10), seconds: float = 2.0) -> list[dict]:
+    """CPU and wall milliseconds per output frame of one steady session at each chunk length (pipeline only;
+    process CPU time is what contention on a shared machine distorts least)."""
+    from ..engine.media.image_io import load_portrait
+
+    portrait = pipe.prepare(load_portrait(ASSETS / "demo_portrait.png", pipe.cfg.media.image_size))
+    audio = _speech(seconds + 0.4)
+    rows = []
+    for c in chunk_list:
+        s, _ = pipe.new_session(portrait, INSTRUCTION, seed=0, chunk_frames=c)
+        s.push_audio(audio[: 10 * 640])                               # the prefix first: steady state from here
+        t, cpu = time.perf_counter(), time.process_time()
+        n = len(s.push_audio(audio[10 * 640: 10 * 640 + int(seconds * 16000) // (c * 640) * c * 640]))
+        wall, used = time.perf_counter() - t, time.process_time() - cpu
+        rows.append({"chunk_frames": c, "frames": n, "cpu_ms_per_frame": round(1e3 * used / n, 2),
+                     "wall_ms_per_frame": round(1e3 * wall / n, 2), "latency_floor_ms": 40 * c})
     return rows
 
 
@@ -149,6 +172,8 @@ def bench_server(config: str = "demo", backend: str = "auto", quick: bool = Fals
         steps = srv.server.worker.batch_sizes
         report["worker_batch_sizes"] = {str(b): int(sum(1 for x in steps if x == b)) for b in sorted(set(steps))}
     report["batching"] = batching_gain(pipe, (1, 2) if quick else (1, 2, 4), repeats=2 if quick else 3)
+    if not quick:
+        report["chunk_cost"] = chunk_cost(pipe, chunk_list)
     s = report["single"]["per_session"][0]
     report["summary"] = {"first_frame_ms": s["first_frame_ms"], "audio_to_frame_p50_ms": s["latency_ms"]["p50"],
                          "audio_to_frame_p95_ms": s["latency_ms"]["p95"], "drops": s["drops"],
@@ -166,8 +191,21 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=None, help="audio per run (default 8; --quick 3)")
     ap.add_argument("--max-sessions", type=int, default=6)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only-model", action="store_true",
+                    help="batching gain and chunk cost only (pipeline, no server): for a busy machine")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    if args.only_model:
+        from ..engine.loader import load_pipeline
+
+        pipe = load_pipeline(args.config, backend=args.backend, threads=args.threads, announce=lambda m: None)
+        r = {"config": args.config, "backend": pipe.backend.name, "threads": args.threads,
+             "batching": batching_gain(pipe, (1, 2, 4)), "chunk_cost": chunk_cost(pipe), "machine": machine_info()}
+        print(json.dumps({k: r[k] for k in ("backend", "batching", "chunk_cost")}, indent=1))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(r, f, indent=1)
+        return 0
     r = bench_server(args.config, args.backend, args.quick, args.threads, args.seconds, max_sessions=args.max_sessions)
     r["machine"] = machine_info()
     print(json.dumps(r["summary"], indent=1))
@@ -175,6 +213,7 @@ def main(argv=None) -> int:
     print("batching:", json.dumps(r["batching"]))
     if "chunk_sweep" in r:
         print("chunk sweep:", json.dumps(r["chunk_sweep"]))
+        print("chunk cost:", json.dumps(r["chunk_cost"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(r, f, indent=1)

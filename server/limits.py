@@ -22,6 +22,8 @@ class ServerLimits:
     idle_fill_after_s: float = 0.5           # no audio for this long past the audio clock: render silence (idle)
     max_uploaded_portraits: int = 64         # prepared portraits kept for `portrait_id` (least recently used go)
     max_instruction_chars: int = 1000
+    default_chunk_frames: int | None = None  # a session's chunk length when session.start names none (None: the
+                                             # config's); benchmarks/RESULTS.md "Server" measures the choice
     token: str | None = None                 # shared secret; session.start must carry it (constant-time compare)
     allowed_origins: tuple[str, ...] | None = None   # browser origins allowed; None = any (loopback default)
 

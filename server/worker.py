@@ -201,8 +201,9 @@ class ModelWorker(threading.Thread):
             sr = self.pipeline.cfg.media.sample_rate
             max_pending = int(self.limits.max_pending_audio_s * sr) + 2 * self.pipeline.cfg.stream.window_frames * 640
             try:
+                chunk = s.chunk_frames or self.limits.default_chunk_frames
                 engine, warnings = self.pipeline.new_session(portrait, s.instruction, seed=s.seed,
-                                                             idle_blinks=s.idle_blinks, chunk_frames=s.chunk_frames,
+                                                             idle_blinks=s.idle_blinks, chunk_frames=chunk,
                                                              max_pending_samples=max_pending)
             except ValueError as e:
                 raise ProtocolError("bad_message", f"session.start: {e}") from None

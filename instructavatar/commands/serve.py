@@ -23,6 +23,8 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="compute threads of the model worker")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
     p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--chunk-frames", type=int, default=None,
+                   help="frames per chunk for sessions that ask for none (2..10; default: the config's)")
     p.add_argument("--max-sessions", type=int, default=8)
     p.add_argument("--max-message-mb", type=float, default=8.0, help="largest websocket message (1009 past it)")
     p.add_argument("--max-portrait-mb", type=float, default=4.0)
@@ -50,12 +52,21 @@ def cmd_serve(args) -> int:
         limits = ServerLimits(max_sessions=args.max_sessions, max_message_bytes=int(args.max_message_mb * 2**20),
                               max_portrait_bytes=int(args.max_portrait_mb * 2**20), max_audio_rate=args.max_audio_rate,
                               idle_timeout_s=args.idle_timeout, token=args.token or None,
-                              allowed_origins=tuple(args.allowed_origin) if args.allowed_origin else None)
+                              allowed_origins=tuple(args.allowed_origin) if args.allowed_origin else None,
+                              default_chunk_frames=args.chunk_frames)
     except ValueError as e:
         raise UsageError(str(e)) from None
     from ..engine.loader import load_pipeline
+    from ..engine.pipeline import check_chunk_frames
     from ..server.app import run_server
 
+    if args.chunk_frames is not None:
+        from ..engine.config import get_config
+
+        try:
+            check_chunk_frames(get_config(args.config), args.chunk_frames)
+        except ValueError as e:
+            raise UsageError(f"--{e}".replace("--chunk_frames", "--chunk-frames")) from None
     pipeline = load_pipeline(args.config, weights=args.weights, random_weights=args.random_weights,
                              backend=args.backend, steps=args.steps, threads=args.threads, guidance=args.guidance)
     name = getattr(pipeline.backend, "name", "?")

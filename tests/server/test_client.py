@@ -19,9 +19,9 @@ from .conftest import png, tone
 
 
 def test_render_returns_every_frame_in_order(make_server):
-    with make_server() as srv:
+    with make_server(default_chunk_frames=4) as srv:
         frames, ready, end = render(srv.url, png(1), tone(1.2), instruction="smile", speed=None)
-    assert ready["type"] == "session.ready" and end["reason"] == "audio_end"
+    assert ready["type"] == "session.ready" and end["reason"] == "audio_end" and ready["chunk_frames"] == 4
     assert [f.index for f in frames] == list(range(30))
     assert frames[0].rgb().shape == (128, 128, 3)
 
@@ -112,3 +112,5 @@ def test_serve_command_starts_and_answers_health(tmp_path):
 def test_serve_usage_errors(capsys):
     assert main(["serve", "--port", "70000"]) == 2
     assert "--port" in capsys.readouterr().err
+    assert main(["serve", "--chunk-frames", "1"]) == 2
+    assert "--chunk-frames must be an integer from 2 to 10" in capsys.readouterr().err
