@@ -28,7 +28,7 @@ def demo_model():
 
 def run_two_sessions(cfg, backend, eta):
     """Two sessions batched (one guided, one not), two chunks each (the second with a prefix): motion."""
-    pipe = Pipeline(cfg, backend, build_tokenizer(cfg.text), steps=3, eta=eta, guidance=2.0)
+    pipe = Pipeline(cfg, backend, build_tokenizer(cfg.text), steps=2, eta=eta, guidance=2.0)
     pipe._decode = lambda motion, sessions: [None] * len(sessions)      # the loop only (decode: its own test)
     portrait = np.full((cfg.media.image_size,) * 2 + (3,), 128, np.uint8)
     portrait[20:40, 30:90] = 200
@@ -111,29 +111,42 @@ def test_half_cast_keeps_norms_and_buffers_fp32():
         cast_for_inference(model, "fp8")
 
 
-@pytest.mark.parametrize("precision", ["bf16", pytest.param("fp16", marks=pytest.mark.slow)])  # CPU half convs: slow
-def test_half_precision_backend_stays_close_to_fp32(demo_model, precision):
-    """Stated tolerances (demo checkpoint, CPU autocast): x0 of one denoiser step and one decoded frame."""
+SLOW = pytest.mark.slow          # half-precision convolutions are slow on a CPU (no fast kernels): the decoder
+
+
+@pytest.mark.parametrize("precision,part", [("bf16", "denoiser"), pytest.param("bf16", "decoder", marks=SLOW),
+                                            pytest.param("fp16", "denoiser", marks=SLOW),
+                                            pytest.param("fp16", "decoder", marks=SLOW)])
+def test_half_precision_backend_stays_close_to_fp32(demo_model, precision, part):
+    """Stated tolerances (demo checkpoint, CPU autocast) against fp32: x0 of one denoiser step (relative to its
+    range) and one decoded frame (frames in [-1, 1]). Measured: docs/gpu.md."""
     cfg, model = demo_model
     ref = TorchBackend(model, threads=1)
     half = TorchBackend(copy.deepcopy(model), threads=1, precision=precision)
     rng = np.random.default_rng(1)
     image = rng.uniform(-1, 1, (1, 3, cfg.media.image_size, cfg.media.image_size)).astype(np.float32)
-    motion = rng.standard_normal((1, cfg.motion_dim)).astype(np.float32)
-    appearance = ref.encode_appearance(image)
-    frame_err = np.abs(half.decode(motion, appearance) - ref.decode(motion, appearance))
+    if part == "decoder":
+        motion = rng.standard_normal((1, cfg.motion_dim)).astype(np.float32)
+        appearance = ref.encode_appearance(image)
+        got = half.decode(motion, appearance)
+        err = np.abs(got - ref.decode(motion, appearance))
+        mean, p99 = {"bf16": (0.03, 0.15), "fp16": (0.005, 0.03)}[precision]
+        assert got.dtype == np.float32 and err.mean() < mean and np.percentile(err, 99) < p99, \
+            (err.mean(), np.percentile(err, 99))
+        return
     ids = np.array([[101, 2298, 6517, 102]])
     mask = np.ones_like(ids)
     D, T = cfg.denoiser.conformer.d_model, 6
     args = (rng.standard_normal((1, T, cfg.motion_dim)).astype(np.float32), np.array([500]),
             rng.standard_normal((1, T, D)).astype(np.float32), np.zeros((1, T), np.float32))
-    x0 = [b.denoise(*args, b.condition(*b.encode_text(ids, mask)[:1], mask, b.encode_text(ids, mask)[1],
-                                       ref.encode_keyframe(image))) for b in (ref, half)]
+    keyframe = ref.encode_keyframe(image)
+    x0 = []
+    for b in (ref, half):
+        tokens, pooled = b.encode_text(ids, mask)
+        x0.append(b.denoise(*args, b.condition(tokens, mask, pooled, keyframe)))
     assert x0[1].dtype == np.float32
-    x0_err = np.abs(x0[1] - x0[0]).max() / np.abs(x0[0]).max()
-    tol = {"bf16": (0.03, 0.15, 0.05), "fp16": (0.005, 0.03, 0.01)}[precision]   # frame mean, frame p99, x0 rel
-    assert frame_err.mean() < tol[0] and np.percentile(frame_err, 99) < tol[1] and x0_err < tol[2], \
-        (frame_err.mean(), np.percentile(frame_err, 99), x0_err)
+    rel = np.abs(x0[1] - x0[0]).max() / np.abs(x0[0]).max()
+    assert 0 < rel < {"bf16": 0.05, "fp16": 0.01}[precision], rel      # > 0: the half path really ran
 
 
 def test_warp_grid_is_fp32_under_bf16():
