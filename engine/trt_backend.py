@@ -125,7 +125,7 @@ class TrtEngine:
                                           cu.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream), "cudaMemcpyAsync")
         for n in self.inputs + self.outputs:
             self.context.set_tensor_address(n, self.buffers[n].ptr)
-        if not self.context.execute_async_v3(self.stream):
+        if not self.context.execute_async_v3(int(self.stream)):
             raise RuntimeError(f"{self.path.name}: TensorRT execution failed")
         out = {}
         for n in self.outputs:
@@ -184,7 +184,7 @@ class ChunkLoop:
                    "values": d["values"].ptr, "mask": d["mask"].ptr, "x0": d["out"].ptr}
             for n, p in den.items():
                 self.den_ctx.set_tensor_address(n, p)
-            if not self.den_ctx.execute_async_v3(self.stream):
+            if not self.den_ctx.execute_async_v3(int(self.stream)):
                 raise RuntimeError("denoiser engine: TensorRT enqueue failed during CUDA-graph capture")
             st = {"x": d[src].ptr, "out": d["out"].ptr, "noise": int(d["noise"].ptr) + i * sizes["noise"],
                   "coef": int(d["coef"].ptr) + i * sizes["coef"], "prefix": d["prefix"].ptr,
@@ -194,7 +194,7 @@ class ChunkLoop:
                 st.update(guided=d["guided"].ptr, guidance=d["guidance"].ptr)
             for n, p in st.items():
                 self.step_ctx.set_tensor_address(n, p)
-            if not self.step_ctx.execute_async_v3(self.stream):
+            if not self.step_ctx.execute_async_v3(int(self.stream)):
                 raise RuntimeError("ddim step engine: TensorRT enqueue failed during CUDA-graph capture")
         self.result = "x_b" if self.steps % 2 == 1 else "x_a"
 
