@@ -91,7 +91,10 @@ class TrtEngine:
 
     def new_context(self):
         ctx = self.engine.create_execution_context(self.trt.ExecutionContextAllocationStrategy.USER_MANAGED)
-        ctx.set_device_memory(self.scratch.ptr, self.scratch.nbytes)
+        if hasattr(ctx, "set_device_memory"):          # TensorRT >= 10.1
+            ctx.set_device_memory(self.scratch.ptr, self.scratch.nbytes)
+        else:                                           # 10.0: the property
+            ctx.device_memory = self.scratch.ptr
         return ctx
 
     def _nbytes(self, name: str, shape: tuple[int, ...]) -> int:
