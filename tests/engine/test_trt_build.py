@@ -150,3 +150,25 @@ def test_export_format_trt_without_tensorrt_is_a_usage_error(capsys, monkeypatch
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "TensorRT is not installed" in err[0]
     assert not any(tmp_path.iterdir())                               # nothing exported before the check
+
+
+def test_engine_input_checks_name_the_engine_and_the_range(tmp_path):
+    """Bad input never reaches TensorRT: wrong rank, a size outside the profile or a wrong dtype is a one-line
+    ValueError naming the plan file and what it takes (TrtEngine.check, no GPU needed)."""
+    import numpy as np
+
+    from instructavatar.engine.trt_backend import TrtEngine
+
+    eng = object.__new__(TrtEngine)                 # the checks only read the profile's shapes and dtypes
+    eng.path = tmp_path / "denoiser-fp16-0123456789abcdef.plan"
+    eng.min_shapes, eng.max_shapes = {"x_t": (1, 1, 128)}, {"x_t": (16, 20, 128)}
+    eng.dtypes = {"x_t": np.dtype(np.float32)}
+    ok = eng.check("x_t", np.zeros((2, 20, 128), np.float64))
+    assert ok.dtype == np.float32 and ok.flags.c_contiguous
+    with pytest.raises(ValueError, match=r"denoiser-fp16-0123456789abcdef.plan: input 'x_t' of shape \(2, 21, 128\); "
+                                         r"this engine takes shapes from \(1, 1, 128\) to \(16, 20, 128\)"):
+        eng.check("x_t", np.zeros((2, 21, 128), np.float32))
+    with pytest.raises(ValueError, match="of shape \\(20, 128\\)"):
+        eng.check("x_t", np.zeros((20, 128), np.float32))
+    with pytest.raises(ValueError, match="has dtype int64, expected float32"):
+        eng.check("x_t", np.zeros((2, 20, 128), np.int64))
