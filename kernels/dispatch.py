@@ -10,6 +10,8 @@
 The choice is "auto" unless forced by the environment variable INSTRUCTAVATAR_ATTENTION=auto|triton|sdpa|reference
 (read at each call) or, taking precedence, the `attention_mode(...)` context manager (per thread / task).
 Forcing "triton" off CUDA needs TRITON_INTERPRET=1 set before the kernels are imported (the tests do this).
+If "auto" picks the kernels and they fail (a GPU or Triton build they cannot compile for), one warning names the
+error and the process stays on SDPA; a forced "triton" raises instead.
 
 `folded_weights(layer_parts...)` builds `CrossAttentionWeights` with the output projection and the zero gate
 folded into one matrix; `FoldCache` keeps it per weight version, so at inference the fold costs nothing per step.
@@ -21,6 +23,7 @@ import contextlib
 import contextvars
 import importlib.util
 import os
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -32,6 +35,7 @@ from .reference import gated_cross_attention as torch_gated_cross_attention
 ENV = "INSTRUCTAVATAR_ATTENTION"
 MODES = ("auto", "triton", "sdpa", "reference")
 _forced: contextvars.ContextVar[str | None] = contextvars.ContextVar("instructavatar_attention", default=None)
+_triton_failure: str | None = None      # set once if "auto" could not run the kernels; auto then stays on SDPA
 
 
 def _validate(mode: str, where: str) -> str:
@@ -93,11 +97,18 @@ def resolve(h: Tensor, *inputs: Tensor) -> str:
 def gated_cross_attention(h: Tensor, weights: CrossAttentionWeights, k: Tensor, v: Tensor, bias: Tensor,
                           const: Tensor, heads: int) -> Tensor:
     """h (B,T,D), k/v (B,N,D), bias (B,N) additive key bias, const (B,D) -> new hidden state (B,T,D)."""
+    global _triton_failure
     mode = resolve(h, k, v, const, weights.q_weight, weights.out_weight)
-    if mode == "triton":
-        from .cross_attention import fused_gated_cross_attention  # first use only: triton is optional
+    if mode == "triton" and not (_triton_failure and requested_mode() == "auto"):
+        try:
+            from .cross_attention import fused_gated_cross_attention  # first use only: triton is optional
 
-        return fused_gated_cross_attention(h, weights, k, v, bias, const, heads)
+            return fused_gated_cross_attention(h, weights, k, v, bias, const, heads)
+        except Exception as err:            # auto: a GPU or Triton build the kernels cannot compile for
+            if requested_mode() != "auto":
+                raise
+            _triton_failure = f"{type(err).__name__}: {err}".splitlines()[0]
+            warnings.warn(f"fused cross-attention unavailable ({_triton_failure}); using SDPA", stacklevel=2)
     return torch_gated_cross_attention(h, weights, k, v, bias, const, heads, explicit=mode == "reference")
 
 

@@ -140,3 +140,31 @@ def test_fold_cache_is_per_instance():
         wa = a.get(la.cond_norm, la.motion.q, la.motion.out, la.motion.gate)
         wb = b.get(lb.cond_norm, lb.motion.q, lb.motion.out, lb.motion.gate)
     assert not torch.equal(wa.out_bias, wb.out_bias)
+
+
+def test_auto_falls_back_to_sdpa_once_when_the_kernels_fail(monkeypatch):
+    """auto: a kernel that cannot run (e.g. no binary for this GPU) warns once, then SDPA; forced: it raises."""
+    ca_mod = pytest.importorskip("instructavatar.kernels.cross_attention")
+
+    def broken(*a, **k):
+        raise RuntimeError("no kernel image is available for execution on the device")
+
+    monkeypatch.setattr(ca_mod, "fused_gated_cross_attention", broken)
+    monkeypatch.setattr(dispatch, "resolve", lambda *a: "triton")
+    monkeypatch.setattr(dispatch, "_triton_failure", None)
+    monkeypatch.delenv(dispatch.ENV, raising=False)
+    layer = small_layer()
+    h, const, k, v, bias = layer_inputs()
+    w = layer.cross_attention_weights()
+    with torch.no_grad():
+        want = dispatch.torch_gated_cross_attention(h, w, k, v, bias.flatten(1), const, layer.heads)
+        with pytest.warns(UserWarning, match="no kernel image"):
+            got = dispatch.gated_cross_attention(h, w, k, v, bias.flatten(1), const, layer.heads)
+        assert torch.equal(got, want)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")                         # no second warning
+            dispatch.gated_cross_attention(h, w, k, v, bias.flatten(1), const, layer.heads)
+        with attention_mode("triton"), pytest.raises(RuntimeError, match="no kernel image"):
+            dispatch.gated_cross_attention(h, w, k, v, bias.flatten(1), const, layer.heads)
