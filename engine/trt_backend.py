@@ -140,6 +140,53 @@ class TrtEngine:
         return {n: a.astype(np.float32) if a.dtype == np.float16 else a for n, a in out.items()}
 
 
+INSTRUCTION_FIELDS = ("const", "keys", "values", "mask")
+
+
+class DeviceInstruction:
+    """An instruction handle resident on the GPU (engine/backend.py): const (B,L,D), keys/values (B,L,N,D) and
+    mask (B,N) in device buffers, uploaded once; `host` keeps the arrays (for the per-step path and for stacking
+    rows of another token count, which needs padding)."""
+
+    def __init__(self, cudart, stream, host: InstructionTensors, buffers: dict | None = None):
+        self.cudart, self.host = cudart, host
+        self.buffers = buffers
+        if buffers is None:
+            self.buffers = {}
+            for f in INSTRUCTION_FIELDS:
+                a = np.ascontiguousarray(getattr(host, f), np.float32)
+                setattr(host, f, a)
+                self.buffers[f] = DeviceBuffer(cudart, a.nbytes)
+                check_cuda(cudart.cudaMemcpyAsync(self.buffers[f].ptr, a.ctypes.data, a.nbytes,
+                                                  cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream),
+                           "cudaMemcpyAsync")
+            check_cuda(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+
+    @property
+    def rows(self) -> int:
+        return self.host.const.shape[0]
+
+    @staticmethod
+    def stack(cudart, stream, items: list[DeviceInstruction]) -> DeviceInstruction:
+        """Rows of several handles in one: device-to-device copies when the token counts agree (the text encoder
+        always pads to its context), else padded on the host and uploaded."""
+        host = InstructionTensors.stack([it.host for it in items])
+        if len({it.host.keys.shape[2] for it in items}) != 1:
+            return DeviceInstruction(cudart, stream, host)
+        buffers = {}
+        for f in INSTRUCTION_FIELDS:
+            buffers[f] = DeviceBuffer(cudart, getattr(host, f).nbytes)
+            offset = 0
+            for it in items:
+                n = it.buffers[f].nbytes if getattr(it.host, f).size else 0
+                check_cuda(cudart.cudaMemcpyAsync(int(buffers[f].ptr) + offset, it.buffers[f].ptr, n,
+                                                  cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream),
+                           "cudaMemcpyAsync")
+                offset += n
+        check_cuda(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+        return DeviceInstruction(cudart, stream, host, buffers)
+
+
 class ChunkLoop:
     """The unrolled DDIM loop of one shape key on device buffers, captured as one CUDA graph."""
 
@@ -201,12 +248,16 @@ class ChunkLoop:
                 raise RuntimeError("ddim step engine: TensorRT enqueue failed during CUDA-graph capture")
         self.result = "x_b" if self.steps % 2 == 1 else "x_a"
 
-    def run(self, host: dict[str, np.ndarray]) -> np.ndarray:
+    def run(self, host: dict[str, np.ndarray], device: dict[str, DeviceBuffer] | None = None) -> np.ndarray:
+        """Copy the inputs in (host arrays; resident buffers device to device), replay, copy the result out."""
         cu = self.cu
         for n, a in host.items():
             a = np.ascontiguousarray(a)
             check_cuda(cu.cudaMemcpyAsync(self.buf[n].ptr, a.ctypes.data, a.nbytes,
                                           cu.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream), "cudaMemcpyAsync")
+        for n, b in (device or {}).items():
+            check_cuda(cu.cudaMemcpyAsync(self.buf[n].ptr, b.ptr, b.nbytes,
+                                          cu.cudaMemcpyKind.cudaMemcpyDeviceToDevice, self.stream), "cudaMemcpyAsync")
         if self.exec is None:
             self._enqueue_all(*self.dims)                   # eager first run (its result is this call's)
             check_cuda(cu.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
@@ -240,6 +291,7 @@ class TrtBackend:
         self.lock = threading.RLock()
         self.engines = {n: TrtEngine(trt, self.cudart, Path(p), self.stream, self.lock) for n, p in engines.items()}
         self.loops = ShapeLRU(graph_cache)
+        self._stacked: dict[tuple, tuple] = {}                  # recent stack_instructions results
         if "ddim_step" in self.engines and "ddim_step_guided" in self.engines:
             self.denoise_chunk = self._denoise_chunk        # the pipeline's optional whole-loop call
 
@@ -257,15 +309,31 @@ class TrtBackend:
         return out["tokens"], out["pooled"]
 
     def condition(self, tokens, mask, pooled, keyframe):
+        """-> a `DeviceInstruction` (resident; engine/backend.py handles)."""
         out = self.engines["condition"].run(tokens=tokens, pooled=pooled, keyframe=keyframe)
-        return InstructionTensors(const=out["const"], keys=out["keys"], values=out["values"],
+        host = InstructionTensors(const=out["const"], keys=out["keys"], values=out["values"],
                                   mask=mask.astype(np.float32))
+        with self.lock:
+            return DeviceInstruction(self.cudart, self.stream, host)
+
+    def stack_instructions(self, items: list) -> DeviceInstruction:
+        key = tuple(id(it) for it in items)
+        with self.lock:
+            hit = self._stacked.get(key)
+            if hit is not None and all(a is b for a, b in zip(hit[0], items)):
+                return hit[1]
+            stacked = DeviceInstruction.stack(self.cudart, self.stream, items)
+            self._stacked[key] = (list(items), stacked)         # holds the items: their ids stay theirs
+            while len(self._stacked) > 32:
+                self._stacked.pop(next(iter(self._stacked)))
+            return stacked
 
     def encode_audio(self, wave, blink=None):
         feeds = {"wave": wave} if blink is None else {"wave": wave, "blink": blink}
         return self.engines["audio_encoder"].run(**feeds)["audio"]
 
     def denoise(self, x_t, t, audio, known, inst):
+        inst = inst.host if isinstance(inst, DeviceInstruction) else inst
         return self.engines["denoiser"].run(x_t=x_t, t=t, audio=audio, known=known, const=inst.const, keys=inst.keys,
                                             values=inst.values, mask=inst.mask)["x0"]
 
@@ -290,17 +358,21 @@ class TrtBackend:
                 "noise": np.stack([np.zeros((B, T, M), np.float32) if noises is None or n is None else n
                                    for n in (noises or [None] * S)]),
                 "coef": step_coefficients(sampler), "prefix": prefix_full, "known_bt": known_bt,
-                "rows": rows.astype(np.int64), "audio": audio, "known": known, "const": inst.const,
-                "keys": inst.keys, "values": inst.values, "mask": inst.mask.astype(np.float32)}
+                "rows": rows.astype(np.int64), "audio": audio, "known": known}
+        resident = inst.buffers if isinstance(inst, DeviceInstruction) else None
+        fields = inst.host if resident else inst
+        shapes_inst = {f: getattr(fields, f).shape for f in INSTRUCTION_FIELDS}
+        if resident is None:
+            host.update({f: getattr(inst, f) for f in INSTRUCTION_FIELDS})
         if g:
             host.update(guided=guided.astype(np.int64), guidance=np.array([guidance], np.float32))
         shapes = {n: a.shape for n, a in host.items()}
-        shapes.update(x_b=(B, T, M), out=(R, T, M))
+        shapes.update(x_b=(B, T, M), out=(R, T, M), **shapes_inst)
         key = (tuple(sorted(shapes.items())), S)
         with self.lock:
             loop = self.loops.get(key, lambda: ChunkLoop(self, shapes, S, g))
             return loop.run({n: np.asarray(a, np.float32 if n not in ("t", "rows", "guided") else np.int64)
-                             for n, a in host.items()})
+                             for n, a in host.items()}, resident)
 
 
 def load_trt_backend(engine_dir: str | Path, cfg, precision: str = "fp16") -> TrtBackend:

@@ -172,3 +172,75 @@ def test_engine_input_checks_name_the_engine_and_the_range(tmp_path):
         eng.check("x_t", np.zeros((20, 128), np.float32))
     with pytest.raises(ValueError, match="has dtype int64, expected float32"):
         eng.check("x_t", np.zeros((2, 20, 128), np.int64))
+
+
+class FakeCudart:
+    """cudaMalloc/cudaMemcpyAsync over host memory: "device" pointers are numpy buffers' addresses."""
+
+    class cudaMemcpyKind:                               # noqa: N801 - the bindings' names
+        cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice = 1, 2, 3
+
+    def __init__(self):
+        self.blocks, self.copies = {}, []
+
+    def cudaMalloc(self, n):                            # noqa: N802
+        import numpy as np
+
+        buf = np.zeros(n, np.uint8)
+        self.blocks[buf.ctypes.data] = buf
+        return 0, buf.ctypes.data
+
+    def cudaFree(self, ptr):                            # noqa: N802
+        self.blocks.pop(ptr, None)
+        return (0,)
+
+    def cudaMemcpyAsync(self, dst, src, n, kind, stream):   # noqa: N802
+        import ctypes
+
+        ctypes.memmove(dst, src, n)
+        self.copies.append(kind)
+        return (0,)
+
+    def cudaStreamSynchronize(self, stream):            # noqa: N802
+        return (0,)
+
+    def read(self, buf, like):
+        import numpy as np
+
+        return np.frombuffer(self.blocks[buf.ptr].tobytes()[:like.nbytes], like.dtype).reshape(like.shape)
+
+
+def test_resident_instruction_handles_upload_once_and_stack_on_the_device():
+    import threading
+
+    import numpy as np
+
+    from instructavatar.engine.backend import InstructionTensors
+    from instructavatar.engine.trt_backend import INSTRUCTION_FIELDS, DeviceInstruction, TrtBackend
+
+    cu = FakeCudart()
+    rng = np.random.default_rng(0)
+
+    def inst(n):
+        return InstructionTensors(const=rng.standard_normal((1, 2, 4)).astype(np.float32),
+                                  keys=rng.standard_normal((1, 2, n, 4)).astype(np.float32),
+                                  values=rng.standard_normal((1, 2, n, 4)).astype(np.float32),
+                                  mask=np.ones((1, n), np.float32))
+
+    a, b, c = (DeviceInstruction(cu, 0, inst(n)) for n in (5, 5, 3))
+    for f in INSTRUCTION_FIELDS:
+        np.testing.assert_array_equal(cu.read(a.buffers[f], getattr(a.host, f)), getattr(a.host, f))
+    backend = object.__new__(TrtBackend)
+    backend.cudart, backend.stream, backend.lock, backend._stacked = cu, 0, threading.RLock(), {}
+    before = len(cu.copies)
+    ab = backend.stack_instructions([a, b])
+    assert cu.copies[before:] == [3] * 8                            # device to device only: nothing re-uploaded
+    assert backend.stack_instructions([a, b]) is ab                 # the same batch again: cached
+    want = InstructionTensors.stack([a.host, b.host])
+    for f in INSTRUCTION_FIELDS:
+        np.testing.assert_array_equal(cu.read(ab.buffers[f], getattr(want, f)), getattr(want, f))
+    ac = backend.stack_instructions([a, c])                         # other token counts: padded (host), uploaded
+    want = InstructionTensors.stack([a.host, c.host])
+    assert ac.host.keys.shape == (2, 2, 5, 4)
+    for f in INSTRUCTION_FIELDS:
+        np.testing.assert_array_equal(cu.read(ac.buffers[f], getattr(want, f)), getattr(want, f))
