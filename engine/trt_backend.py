@@ -7,8 +7,9 @@ needs them (import is free).
 
 Per engine (`TrtEngine`): device buffers allocated once at the profile's max shapes; a call sets the input
 shapes, copies inputs in and outputs out on the backend's own stream. Instruction handles (`DeviceInstruction`)
-live on the GPU: uploaded once by `condition`, batched device to device by `stack_instructions`. Each backend instance owns its streams,
-contexts and memory (no process-global state: two instances in one process do not share a stream).
+live on the GPU: uploaded once by `condition`, batched device to device by `stack_instructions`. Each backend
+instance owns its streams, contexts and memory (no process-global state: two instances in one process do not
+share a stream).
 The chunk's denoising loop (`denoise_chunk`, the pipeline's optional whole-loop call): every step is the
 denoiser engine then the DDIM step engine (export/ddim_graph.py: the arithmetic of engine/chunk_loop.py and
 engine/ddim.py) on device buffers, the whole unrolled loop captured once per shape key as a CUDA graph and
