@@ -36,6 +36,7 @@ FAR_WARN = 0.43           # warn below this cosine to the nearest training phras
 #                           trained behaviours score 0.44-0.99 (5th percentile 0.50), unrelated requests
 #                           ("do a backflip", "order a pizza", "sing a song") 0.21-0.41
 EMOTION_SAMPLES = 12      # train-split phrasings per emotion and intensity in the reference
+FREE_SAMPLES = 4          # and phrasings as people type them (avatarworld/phrasings.py, issue 28) per emotion, level
 
 
 @dataclass(frozen=True)
@@ -138,12 +139,29 @@ def reference_phrasings(split: str = "train", seed: int = 0) -> list[tuple[str, 
             if split == "train":
                 pairs.append((emotion, ins.canonical_instruction(emotion, level)))
             pairs += [(emotion, ins.emotion_instruction(emotion, level, rng, split)) for _ in range(EMOTION_SAMPLES)]
+    pairs += _free_phrasings(split, seed)
     seen, out = set(), []
     for label, text in pairs:
         if text not in seen:
             seen.add(text)
             out.append((label, text))
     return out
+
+
+def _free_phrasings(split: str, seed: int) -> list[tuple[str, str]]:
+    """Issue 28's forms, after the world's (their own random stream: the world's draws above are unchanged):
+    FREE_SAMPLES per emotion and level (graded words, idioms, exclamation, comparison, hedging) and every
+    described motion of `split`, so that "Look livid." is near anger and "Show that you agree." near a nod."""
+    from ..avatarworld import instructions as ins
+    from ..avatarworld import phrasings as free
+
+    rng = np.random.default_rng([seed, 28])
+    pairs = [(emotion, free.free_emotion_instruction(emotion, level, rng, split))
+             for emotion in ins.EMOTIONS if emotion != "neutral" for level in ins.INTENSITIES
+             for _ in range(FREE_SAMPLES)]
+    for motion, texts in free.all_free_phrasings(split)["motion_descriptions"].items():
+        pairs += [(motion, free._finish(t)) for t in texts]
+    return pairs
 
 
 def embed(pipeline, texts: list[str], batch: int = 64) -> np.ndarray:
