@@ -143,7 +143,7 @@ def bench_server(config: str = "demo", backend: str = "auto", quick: bool = Fals
                  seconds: float | None = None, chunk_list=(2, 4, 6, 10), max_sessions: int = 6) -> dict:
     from ..engine.loader import load_pipeline
     from ..server.app import ServerThread
-    from ..server.limits import ServerLimits
+    from ..server.limits import SERVE_DEFAULT_CHUNK_FRAMES, ServerLimits
 
     seconds = seconds or (3.0 if quick else 8.0)
     t0 = time.perf_counter()
@@ -151,7 +151,10 @@ def bench_server(config: str = "demo", backend: str = "auto", quick: bool = Fals
                          announce=lambda m: None)
     report = {"config": config, "backend": getattr(pipe.backend, "name", backend), "threads": threads,
               "steps": pipe.sampler.num_steps, "seconds_per_run": seconds, "load_s": round(time.perf_counter() - t0, 2)}
-    with ServerThread(pipe, ServerLimits(stats_interval_s=0, max_sessions=max_sessions + 1)) as srv:
+    limits = ServerLimits(stats_interval_s=0, max_sessions=max_sessions + 1,
+                          default_chunk_frames=SERVE_DEFAULT_CHUNK_FRAMES)          # what `serve` uses
+    report["default_chunk_frames"] = SERVE_DEFAULT_CHUNK_FRAMES
+    with ServerThread(pipe, limits) as srv:
         run_sessions(srv.url, 1, 1.0)                                   # warm-up (first calls, caches)
         report["single"] = run_sessions(srv.url, 1, seconds)
         sweep = []

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# `instructavatar serve`'s chunk length for sessions that name none: 4 frames (160 ms). Measured against 2, 6 and
+# 10 (benchmarks/RESULTS.md, "Server"): the same lip sync and AU_F1 as 10 in `train quality streaming`, a latency
+# floor of 160 ms instead of 400 ms, for 1.2x the compute per frame of 10 (2 frames: 1.5x).
+SERVE_DEFAULT_CHUNK_FRAMES = 4
+
 
 @dataclass(frozen=True)
 class ServerLimits:

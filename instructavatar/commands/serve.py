@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
+from ..server.limits import SERVE_DEFAULT_CHUNK_FRAMES  # a dataclass module: keeps the parser import-light
+
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="streaming websocket server: audio in, frames out, many sessions batched",
@@ -23,8 +25,9 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="compute threads of the model worker")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
     p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--chunk-frames", type=int, default=None,
-                   help="frames per chunk for sessions that ask for none (2..10; default: the config's)")
+    p.add_argument("--chunk-frames", type=int, default=SERVE_DEFAULT_CHUNK_FRAMES,
+                   help="frames per chunk for sessions that ask for none (2..10; default 4 = 160 ms: chosen from "
+                        "the measurements in benchmarks/RESULTS.md, 'Server')")
     p.add_argument("--max-sessions", type=int, default=8)
     p.add_argument("--max-message-mb", type=float, default=8.0, help="largest websocket message (1009 past it)")
     p.add_argument("--max-portrait-mb", type=float, default=4.0)
