@@ -51,7 +51,7 @@ def test_render_audio(tmp_path, capsys, seconds, rate, channels, frames):
     assert code == 0, stderr
     assert "RANDOM WEIGHTS" in stderr
     video, fps, audio, sr = read_video(out)
-    assert fps == 25 and sr == 16000
+    assert fps == 25 and sr == rate                        # the user's own audio is muxed, at its own rate
     assert video.shape == (frames, 128, 128, 3)            # ceil(samples / 640) at 16 kHz
     assert abs(len(audio) / sr - seconds) <= 1 / 25        # the input's duration, within one frame
     assert f"{frames} frames" in stdout and "real-time factor" in stdout
