@@ -44,8 +44,9 @@ def write_plots(report: dict, out_dir: str | Path) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    title = (f"{report['options']['config']} config, {report['machine']['threads']} threads, "
-             f"{report['machine']['cpu']}")
+    m = report["machine"]
+    title = (f"{report['options']['config']} config, {m['threads']} threads, {m['cpu']} ({m['cores']} cores, load "
+             f"{m['load_average'][0]:g}), {m['date'][:10]}")
     backends = {k: b for k, b in report["backends"].items() if "pipeline" in b and "stream" in b["pipeline"]}
     paths = []
 
