@@ -142,6 +142,7 @@ class Connection:
         self.finished = False
         self.next_seq: int | None = None
         self.audio_ended = False
+        self.gone = False                          # run() has finished: nothing more is sent
         self.audio_in_s = 0.0
         self.t_start = 0.0
         self.sent = self.dropped = 0
@@ -171,6 +172,8 @@ class Connection:
                 msg["dropped_frames"] = n
                 self.out.append(("json", msg))
             elif kind == "ready":
+                if self.gone:                      # the client left while its session was being opened
+                    continue
                 self.ready = True
                 self.t_start = time.monotonic()
                 self.server.metrics.sessions.inc()
@@ -282,6 +285,7 @@ class Connection:
                         break
                     self._error(e)
         finally:
+            self.gone = True
             stats.cancel()
             st = self.state
             if st is not None and not st.closed:

@@ -320,6 +320,7 @@ def test_no_growth_over_100_connect_disconnect_cycles(make_server):
         grown = tracemalloc.get_traced_memory()[0] - base_mem
         tracemalloc.stop()
         assert srv.server.active == 0 and not srv.server.worker.sessions and not srv.server.connections
+        assert srv.server.metrics.registry.get_sample_value("instructavatar_sessions") == 0
         assert live() <= base_objects
         assert grown < 2_000_000, grown
 
