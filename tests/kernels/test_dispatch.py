@@ -27,8 +27,8 @@ def small_layer(zero_gates: bool = True) -> DenoiserLayer:
     return layer
 
 
-def layer_inputs(B=2, T=5, N=6, D=32):
-    g = torch.Generator().manual_seed(1)
+def layer_inputs(B=2, T=5, N=6, D=32, seed=1):
+    g = torch.Generator().manual_seed(seed)
     mask = torch.ones(B, N)
     mask[0, 3:] = 0
     bias = ((mask - 1.0) * 1e4)[:, None, None, :]
@@ -168,3 +168,22 @@ def test_auto_falls_back_to_sdpa_once_when_the_kernels_fail(monkeypatch):
             dispatch.gated_cross_attention(h, w, k, v, bias.flatten(1), const, layer.heads)
         with attention_mode("triton"), pytest.raises(RuntimeError, match="no kernel image"):
             dispatch.gated_cross_attention(h, w, k, v, bias.flatten(1), const, layer.heads)
+
+
+def test_onnx_export_with_triton_forced_runs_in_onnx_runtime(tmp_path):
+    """The exported graph is the torch path with the fold (Triton does not travel into ONNX) and matches eager."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    layer = small_layer()
+    x = layer_inputs()
+    path = tmp_path / "layer.onnx"
+    names = ["h", "const", "k", "v", "bias"]
+    with torch.no_grad(), attention_mode("triton"):
+        torch.onnx.export(layer, x, str(path), input_names=names, output_names=["out"], opset_version=17,
+                          dynamo=False)
+    other = layer_inputs(seed=2)                       # not the traced values: a graph of baked constants fails
+    with torch.no_grad():
+        want = layer(*other).numpy()
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {n: a.numpy() for n, a in zip(names, other)})[0]
+    assert abs(got - want).max() < 1e-5
