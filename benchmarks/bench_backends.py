@@ -1,6 +1,6 @@
 """ONNX Runtime vs eager torch, per component and end to end on the shipped demo checkpoint, side by side.
 
-    python -m instructavatar.benchmarks.bench_backends --threads 1,2 --seconds 4 --repeats 7 [--int8 DIR]
+    python -m instructavatar.benchmarks.bench_backends --threads 1,2 --seconds 4 --repeats 7 [--no-int8]
 
 Per component (`time_components(backend, cfg)`, importable: the bench command calls it), each through the
 `Backend` interface (numpy in and out, as the pipeline calls it) in the steady streaming shapes: one
@@ -64,24 +64,46 @@ def component_calls(cfg, seed: int = 0) -> dict:
 
 def time_components(backend, cfg, repeats: int = 7) -> dict[str, float]:
     """Median ms per call of each component through `backend` (see component_calls for the shapes)."""
-    out = {}
-    for name, (method, args) in component_calls(cfg).items():
-        fn = getattr(backend, method)
-        out[name] = _median_ms(lambda fn=fn, args=args: fn(*args), repeats)
-    return out
+    return {k: v["median"] for k, v in compare_components({"b": backend}, cfg, repeats)["b"].items()}
 
 
-def time_end_to_end(pipe, seconds: float, repeats: int = 2) -> dict:
-    """Median wall time of Pipeline.generate over the demo speech's first `seconds`; RTF = wall / audio."""
+def compare_components(backends: dict, cfg, repeats: int = 7) -> dict[str, dict[str, dict[str, float]]]:
+    """{label: {component: {min, median}}} ms per call, the backends interleaved call by call (A B A B ...)
+    so that a shared machine's load falls on all of them alike."""
+    calls = component_calls(cfg)
+    times = {k: {c: [] for c in calls} for k in backends}
+    for comp, (method, args) in calls.items():
+        for be in backends.values():
+            getattr(be, method)(*args)                                   # warm-up
+        for _ in range(repeats):
+            for label, be in backends.items():
+                t0 = time.perf_counter()
+                getattr(be, method)(*args)
+                times[label][comp].append((time.perf_counter() - t0) * 1e3)
+    return {k: {c: {"min": float(np.min(v)), "median": float(np.median(v))} for c, v in per.items()}
+            for k, per in times.items()}
+
+
+def time_end_to_end(pipes: dict, seconds: float, repeats: int = 2) -> dict[str, dict]:
+    """Pipeline.generate over the demo speech's first `seconds`, pipelines interleaved; RTF = wall / audio
+    (min and median over repeats, after one warm-up run each)."""
     from ..demo import DEMO_PORTRAIT, DEMO_SPEECH
     from ..engine.media.audio_io import load_audio, normalize_loudness
 
-    audio = normalize_loudness(load_audio(DEMO_SPEECH, pipe.cfg.media.sample_rate, 600.0))
-    audio = audio[: int(seconds * pipe.cfg.media.sample_rate)]
-    portrait = pipe.prepare(DEMO_PORTRAIT)
-    ms = _median_ms(lambda: pipe.generate(portrait, audio=audio, instruction=INSTRUCTION, seed=0), repeats)
-    dur = len(audio) / pipe.cfg.media.sample_rate
-    return {"wall_s": ms / 1e3, "audio_s": dur, "rtf": ms / 1e3 / dur}
+    first = next(iter(pipes.values()))
+    rate = first.cfg.media.sample_rate
+    audio = normalize_loudness(load_audio(DEMO_SPEECH, rate, 600.0))[: int(seconds * rate)]
+    dur = len(audio) / rate
+    portraits = {k: p.prepare(DEMO_PORTRAIT) for k, p in pipes.items()}
+    walls = {k: [] for k in pipes}
+    for r in range(repeats + 1):
+        for k, p in pipes.items():
+            t0 = time.perf_counter()
+            p.generate(portraits[k], audio=audio, instruction=INSTRUCTION, seed=0)
+            if r:
+                walls[k].append(time.perf_counter() - t0)
+    return {k: {"audio_s": dur, "rtf_min": min(w) / dur, "rtf_median": float(np.median(w)) / dur}
+            for k, w in walls.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--e2e-repeats", type=int, default=2)
-    ap.add_argument("--int8", help="an export folder with int8 components (export --precision int8)")
+    ap.add_argument("--no-int8", action="store_true", help="skip ORT with the shipped int8 decoder")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
@@ -98,31 +120,41 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = {}
     for threads in [int(t) for t in args.threads.split(",")]:
-        variants = [("torch", {}), ("ort", {})] + ([("ort-int8", {"onnx_dir": args.int8})] if args.int8 else [])
-        for label, extra in variants:
-            pipe = load_pipeline("demo", backend="torch" if label == "torch" else "ort", threads=threads,
-                                 announce=lambda m: None, **extra)
-            comp = time_components(pipe.backend, pipe.cfg, args.repeats)
-            e2e = time_end_to_end(pipe, args.seconds, args.e2e_repeats)
-            rows[f"{label}@{threads}"] = {"components_ms": comp, **e2e}
-            print(f"{label} threads={threads}: RTF {e2e['rtf']:.3f}  " +
-                  "  ".join(f"{k} {v:.2f}" for k, v in comp.items()), file=sys.stderr)
+        variants = [("torch", {}), ("ort", {})] + ([] if args.no_int8 else [("ort-int8", {"precision": "int8"})])
+        pipes = {f"{label}@{threads}": load_pipeline("demo", backend="torch" if label == "torch" else "ort",
+                                                      threads=threads, announce=lambda m: None, **extra)
+                 for label, extra in variants}
+        if "torch" in pipes[f"torch@{threads}"].backend.__class__.__module__:
+            import torch
+
+            torch.set_num_threads(threads)
+        comps = compare_components({k: p.backend for k, p in pipes.items()}, pipes[f"torch@{threads}"].cfg,
+                                   args.repeats)
+        e2e = time_end_to_end(pipes, args.seconds, args.e2e_repeats)
+        for k in pipes:
+            rows[k] = {"components_ms": comps[k], **e2e[k]}
+            print(f"{k}: RTF min {e2e[k]['rtf_min']:.3f} median {e2e[k]['rtf_median']:.3f}  " +
+                  "  ".join(f"{c} {v['min']:.2f}" for c, v in comps[k].items()), file=sys.stderr)
+        del pipes
     lines = []
     for threads in sorted({k.split("@")[1] for k in rows}):
         base = rows[f"torch@{threads}"]
         labels = [k for k in rows if k.endswith("@" + threads)]
-        lines.append(f"\n{threads} thread(s): ms per call (ratio = torch / backend)\n")
+        lines.append(f"\n{threads} thread(s): min ms per call over {args.repeats} interleaved repeats "
+                     "(speed-up = torch / backend)\n")
         lines.append("| component | " + " | ".join(labels) + " |")
         lines.append("|---|" + "---|" * len(labels))
         for comp in base["components_ms"]:
             cells = []
             for k in labels:
-                v, ref = rows[k]["components_ms"][comp], base["components_ms"][comp]
+                v, ref = rows[k]["components_ms"][comp]["min"], base["components_ms"][comp]["min"]
                 cells.append(f"{v:.2f}" + ("" if k.startswith("torch") else f" ({ref / v:.2f}x)"))
             lines.append(f"| {comp} | " + " | ".join(cells) + " |")
-        cells = [f"{rows[k]['rtf']:.3f}" + ("" if k.startswith("torch") else f" ({base['rtf'] / rows[k]['rtf']:.2f}x)")
-                 for k in labels]
-        lines.append(f"| end to end RTF ({args.seconds:g} s speech) | " + " | ".join(cells) + " |")
+        for stat in ("rtf_min", "rtf_median"):
+            cells = [f"{rows[k][stat]:.3f}" + ("" if k.startswith("torch") else f" ({base[stat] / rows[k][stat]:.2f}x)")
+                     for k in labels]
+            lines.append(f"| end to end {stat.replace('_', ' ')} ({args.seconds:g} s speech) | " + " | ".join(cells)
+                         + " |")
     print("\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": platform.processor() or platform.machine(),

@@ -149,7 +149,9 @@ class OrtBackend:
         if "S" in sizes and "T" in sizes and sizes["S"] != sizes["T"] * spec.samples_per_frame:
             raise OrtInputError(f"{file}: wave has {sizes['S']} samples, expected T * {spec.samples_per_frame} = "
                                 f"{sizes['T'] * spec.samples_per_frame} for T={sizes['T']}")
-        return self.sessions[name].run(None, clean)
+        session = self.sessions[name]
+        used = {i.name for i in session.get_inputs()}          # an exporter may drop an input the graph ignores
+        return session.run(None, {k: v for k, v in clean.items() if k in used})
 
     # -- the Backend interface ------------------------------------------------------------------------
     def encode_appearance(self, image):

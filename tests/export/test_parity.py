@@ -53,6 +53,14 @@ def test_paper_components_match_torch(paper_export):
     assert max(worst.values()) <= TOL, worst
 
 
+@pytest.mark.slow
+def test_paper_dynamo_components_match_torch(paper_export_dynamo):
+    cfg, model, folder = paper_export_dynamo
+    worst = _compare(OrtBackend(folder, cfg, threads=1), model, cfg)
+    assert set(worst) >= {n for n, s in component_specs(cfg).items() if s.runtime}
+    assert max(worst.values()) <= TOL, worst
+
+
 def test_parity_check_can_fail(demo_export, demo_model):
     """The comparison is not vacuous: a perturbed torch weight is caught."""
     import torch
