@@ -219,6 +219,7 @@ def cmd_render(args) -> int:
     summary = {
         "out": str(out), "frames": result.frames, "fps": fps,
         "size": cfg.media.image_size if prepared.decoder is None else prepared.decoder.frame_shape[0],
+        "width": cfg.media.image_size if prepared.decoder is None else prepared.decoder.frame_shape[1],
         "audio_seconds": seconds, "video_seconds": result.seconds, "load_seconds": load_s,
         "generate_seconds": gen_s, "real_time_factor": gen_s / seconds,
         "steps": pipeline.sampler.num_steps, "stages": pipeline.timings.summary(),
@@ -230,7 +231,7 @@ def cmd_render(args) -> int:
 def _render_summary(s: dict, with_audio: bool) -> str:
     source = "audio" if with_audio else "motion only, no audio track"
     lines = [
-        f"wrote {s['out']}: {s['frames']} frames at {s['fps']} fps, {s['size']}x{s['size']} "
+        f"wrote {s['out']}: {s['frames']} frames at {s['fps']} fps, {s.get('width', s['size'])}x{s['size']} "
         f"({s['video_seconds']:.2f} s video, {s['audio_seconds']:.2f} s {source})",
         f"generation {s['generate_seconds']:.2f} s for {s['audio_seconds']:.2f} s: real-time factor "
         f"{s['real_time_factor']:.3f} (below 1 = faster than real time); {s['steps']} DDIM steps; "
