@@ -17,7 +17,7 @@ from instructavatar.engine.photo.mode import prepare_for_mode  # noqa: E402
 
 @pytest.fixture(scope="module")
 def pipe():
-    return load_pipeline("demo", threads=1)
+    return load_pipeline("demo", threads=1, steps=2)          # speed: the decoder is what is tested
 
 
 @pytest.fixture(scope="module")
