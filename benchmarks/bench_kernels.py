@@ -124,7 +124,11 @@ def bench_shape(s: Shape, dtype: torch.dtype, device: str, repeats: int, inner: 
             got = fn()                                         # warm-up (and the autotuner's search, once per key)
             row["max_abs_diff_vs_eager"][name] = float((got.float() - want).abs().max())
             timer(fn, max(1, inner // 4))
-            row["ms"][name] = stat([timer(fn, inner) for _ in range(repeats)])
+        samples: dict[str, list[float]] = {name: [] for name in fns}
+        for _ in range(repeats):                               # round-robin: a load change hits every row alike
+            for name, fn in fns.items():
+                samples[name].append(timer(fn, inner))
+        row["ms"] = {name: stat(ms) for name, ms in samples.items()}
     med = {name: m["median"] for name, m in row["ms"].items()}
     row["speedup_vs_eager"] = {name: med["eager"] / t for name, t in med.items()}
     if "triton" in med:
