@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
     peak = peak_gbs(args.device)
     report = {"benchmark": "kernels.gated_cross_attention", "machine": machine_info(args.threads),
               "device": args.device, "triton": triton_ok, "peak": peak, "rows": rows,
-              "seconds": round(time.perf_counter() - t0, 1), "command": argv}
+              "seconds": round(time.perf_counter() - t0, 1),
+              "command": sys.argv[1:] if argv is None else argv}
     print(table(rows, peak))
     text = json.dumps(report, indent=1)
     print(text)

@@ -1,12 +1,18 @@
-"""Kernel tests run the Triton kernels under the interpreter on CPU tensors when there is no CUDA device.
+"""Kernel tests run the Triton kernels under the interpreter on CPU tensors, unless the GPU tests are selected.
 
-TRITON_INTERPRET must be set before instructavatar.kernels.cross_attention (and its triton.jit) is imported,
-so it is set here, at collection, before any test module of this folder is imported.
+Default run (any machine): TRITON_INTERPRET=1, the kernels interpreted on CPU tensors. `-m gpu` on a CUDA machine:
+compiled and autotuned on the device (tests/kernels/test_gpu.py). TRITON_INTERPRET must be set before
+instructavatar.kernels.cross_attention (its triton.jit) is imported; pytest_configure of this file runs before any
+test module of this folder is imported.
 """
 
 import os
 
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+def pytest_configure(config):
+    expr = config.getoption("markexpr", "") or ""
+    wants_gpu = "gpu" in expr.replace("not gpu", "")
+    if not (wants_gpu and torch.cuda.is_available()):
+        os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -1,7 +1,8 @@
 """The Triton cross-attention kernels against the torch definition (kernels/reference.py).
 
-On a machine without CUDA they run under TRITON_INTERPRET=1 (tests/kernels/conftest.py) on CPU tensors; with
-CUDA they run compiled on the GPU. Tolerances (max |kernel - float32 reference| <= atol + rtol * |reference|,
+They run under TRITON_INTERPRET=1 (tests/kernels/conftest.py) on CPU tensors; with TRITON_INTERPRET=0 set on a
+CUDA machine the same tests run compiled on the GPU (test_gpu.py, `-m gpu`, covers the paper sizes and autotuning).
+Tolerances (max |kernel - float32 reference| <= atol + rtol * |reference|,
 the reference computed in float32 from the same rounded inputs):
   float32: 1e-4 + 1e-4 |ref|;  float16: 6e-3 + 6e-3 |ref|;  bfloat16: 5e-2 + 2e-2 |ref|.
 Measured on the demo shape (B 2, T 20, N 64, D 192): float32 1.4e-6, float16 3.4e-3, bfloat16 3.9e-2, at the
