@@ -47,7 +47,10 @@ def demo_model():
     return build_model(get_config("demo"), DEMO_WEIGHTS)
 
 
-def _paper_export(tmp_path_factory, exporters: tuple[str, ...]):
+PAPER_DEFAULT = ["text_encoder", "condition", "audio_encoder", "appearance_encoder", "keyframe_encoder", "decoder"]
+
+
+def _paper_export(tmp_path_factory, exporters: tuple[str, ...], components: list[str] | None = None):
     import torch
 
     from instructavatar.engine.loader import build_model
@@ -61,18 +64,18 @@ def _paper_export(tmp_path_factory, exporters: tuple[str, ...]):
             if ".gate." in name or "skip_in" in name:
                 p.normal_(0, 0.05)
     out = tmp_path_factory.mktemp("paper_onnx_" + exporters[0])
-    manifest = export_onnx(model, cfg, out, check=False, log=lambda m: None, exporters=exporters)
-    assert manifest["components"]["denoiser"]["exporter"] == "dynamo"    # TorchScript cannot export it here
+    export_onnx(model, cfg, out, check=False, log=lambda m: None, exporters=exporters, components=components)
     return cfg, model, out
 
 
 @pytest.fixture(scope="session")
 def paper_export(tmp_path_factory):
     """The reduced paper config with random (non-zero-gated) weights, exported without fed weights. For speed the
-    default suite tries the TorchScript exporter first (seconds per graph) and falls back to dynamo (the
-    denoiser); the all-dynamo export of this config (as shipped graphs are made) is the slow
+    default suite exports with TorchScript (seconds per graph) every component but the denoiser (TorchScript
+    cannot export it, and its dynamo export takes minutes on a shared 2-core machine; the demo's dynamo denoiser
+    is checked by default). The all-dynamo export of this config, denoiser included, is the slow
     `paper_export_dynamo`."""
-    return _paper_export(tmp_path_factory, ("torchscript", "dynamo"))
+    return _paper_export(tmp_path_factory, ("torchscript",), PAPER_DEFAULT)
 
 
 @pytest.fixture(scope="session")

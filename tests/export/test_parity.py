@@ -46,10 +46,12 @@ def test_demo_components_match_torch(demo_export, demo_model):
 
 
 def test_paper_components_match_torch(paper_export):
+    from .conftest import PAPER_DEFAULT
+
     cfg, model, folder = paper_export
-    backend = OrtBackend(folder, cfg, threads=1)
+    backend = OrtBackend(folder, cfg, threads=1, components=PAPER_DEFAULT)
     worst = _compare(backend, model, cfg)
-    assert set(worst) >= {n for n, s in component_specs(cfg).items() if s.runtime}
+    assert set(worst) == set(PAPER_DEFAULT)
     assert max(worst.values()) <= TOL, worst
 
 
