@@ -334,6 +334,12 @@ def _ours(pipe) -> str:
     return f"ours ({pipe.sampler.num_steps} DDIM steps{g})"
 
 
+def _demo_weights():
+    from ..engine.loader import DEMO_WEIGHTS
+
+    return DEMO_WEIGHTS
+
+
 def model_pipeline(args):
     """The evaluated model: the --weights checkpoint, with its generator replaced by --motion when given."""
     if getattr(args, "motion", None):
@@ -384,7 +390,8 @@ def table_paraphrase(args, clips, ev, size, probe) -> tuple[str, dict]:
         text, data = markdown_table(rows), _data(rows)
     if args.forms:
         t, d = quality_forms.table_forms(pipe, clips, args.forms, ev, size, probe, args.sample_seeds, run_system,
-                                         model_output, markdown_table, splits=args.form_splits)
+                                         model_output, markdown_table, splits=args.form_splits,
+                                         weights=None if args.motion else (args.weights or _demo_weights()))
         text, data = (text + "\n\n" if text else "") + t, {**data, **d}
     return text, data
 

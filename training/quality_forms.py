@@ -55,7 +55,7 @@ def clips_for(form: str, clips: list[Clip]) -> list[Clip]:
     return [c for c in clips if c.spec.kind != "talk_neutral" and form_text(form, "train")(c, 0) is not None]
 
 
-def with_head_reads(pipe, produce):
+def with_head_reads(pipe, produce, weights=None):
     """produce(i, clip) that also records the generator's intensity-head level of the emitted motion
     (engine/intensity_read.py) in reads[i]: how well the level reported to users agrees with the evaluators."""
     from ..engine.intensity_read import read_motion_level
@@ -64,7 +64,7 @@ def with_head_reads(pipe, produce):
 
     def wrapped(i: int, clip: Clip):
         frames, motion = produce(i, clip)
-        r = read_motion_level(pipe.backend, motion / pipe.scale) if motion is not None else None
+        r = read_motion_level(pipe.backend, motion / pipe.scale, weights) if motion is not None else None
         reads[i] = None if r is None else r.level
         return frames, motion
     return wrapped, reads
@@ -133,8 +133,8 @@ SPLIT_LABELS = (("seen (train) phrasings", "train"), ("held-out phrasings", "hel
 
 
 def table_forms(pipe, clips: list[Clip], forms: tuple[str, ...], ev, size: int, probe, sample_seeds: int,
-                run_system, model_output, markdown_table, splits: tuple[str, ...] = ("train", "heldout")
-                ) -> tuple[str, dict]:
+                run_system, model_output, markdown_table, splits: tuple[str, ...] = ("train", "heldout"),
+                weights=None) -> tuple[str, dict]:
     """Per form: a seen row and a held-out row (run_system from training/quality.py), then the summary.
     `splits` = ("heldout",) runs the held-out rows only (a model compared with another on them)."""
     chunk = pipe.cfg.stream.chunk_frames
@@ -146,7 +146,8 @@ def table_forms(pipe, clips: list[Clip], forms: tuple[str, ...], ev, size: int, 
         reps = keep * sample_seeds
         rows = []
         for label, split in (x for x in SPLIT_LABELS if x[1] in splits):
-            produce, reads = with_head_reads(pipe, model_output(pipe, form_text(form, split), size, len(keep)))
+            produce, reads = with_head_reads(pipe, model_output(pipe, form_text(form, split), size, len(keep)),
+                                             weights)
             row = run_system(f"{form}, {label}", reps, produce, ev, chunk, probe)
             for j, rec in enumerate(row.clips):
                 rec["head_level"] = reads.get(j)
