@@ -181,7 +181,12 @@ def cmd_render(args) -> int:
     prepared, _ = prepare_for_mode(pipeline, args.image, args.mode, args.photo_size, say=_say, warn=_warn)
     for w in prepared.warnings:
         _warn(w)
-    understood = pipeline.understand(instruction)          # the nearest trained behaviour (demo config)
+    from .engine.intensity_read import understand_with_level
+    from .engine.loader import default_weights
+
+    # the nearest trained behaviour (demo config) and, for an emotion, the level the generator read (issue 28)
+    understood = understand_with_level(pipeline, prepared, instruction,
+                                       weights=None if args.random_weights else (args.weights or default_weights(cfg)))
     if understood is not None:
         _say(f"instruction {instruction!r}: {understood.describe()}")
         for w in understood.warnings:
