@@ -92,10 +92,18 @@ def load_pipeline(config: str | ModelConfig = "demo", weights: str | Path | None
     ort_usable = folder is not None and not (random_weights and not weights)
     trt_usable = folder is not None and (folder / "trt").is_dir()
     name = resolve_backend(backend, usable=lambda n: (n != "ort" or ort_usable) and (n != "trt" or trt_usable))
-    if backend == "auto":
+    pipeline = _named_pipeline(name, cfg, weights, random_weights, folder, steps, eta, device, threads, guidance,
+                               precision, clip_weights, seed, say, cuda_graphs, compile)
+    if backend == "auto":                      # announced once the pipeline stands (a load error stays one line)
         why = {"ort": f"ONNX Runtime over {folder}", "trt": f"TensorRT engines in {folder}/trt",
                "torch-cuda": "an NVIDIA GPU is present"}.get(name, "no ONNX export for this model here")
         say(f"backend: {name} (auto: the fastest present; {why})")
+    return pipeline
+
+
+def _named_pipeline(name: str, cfg: ModelConfig, weights, random_weights: bool, folder: Path | None, steps, eta,
+                    device: str, threads, guidance, precision, clip_weights, seed: int, say, cuda_graphs,
+                    compile: bool) -> Pipeline:
     if name == "ort":
         return _ort_pipeline(cfg, weights, random_weights, folder, steps, eta, device, threads, guidance, precision)
     if name == "trt":
@@ -108,8 +116,7 @@ def load_pipeline(config: str | ModelConfig = "demo", weights: str | Path | None
                         steps=steps, eta=eta, guidance=guidance)
     model = build_model(cfg, weights, random_weights, clip_weights, seed)
     if random_weights and not weights:
-        (announce or (lambda m: print(m, file=sys.stderr)))(
-            f"*** RANDOM WEIGHTS: config {cfg.name!r} is running untrained; the video will not follow "
+        say(f"*** RANDOM WEIGHTS: config {cfg.name!r} is running untrained; the video will not follow "
             "the audio or the instruction ***")
     from .modules.torch_backend import TorchBackend
 
