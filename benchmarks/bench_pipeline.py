@@ -25,12 +25,14 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 
 import numpy as np
+
+from .measure import cpu_model
+from .sections import _steps
 
 INSTRUCTION = "Talk happily and nod slowly."
 
@@ -67,37 +69,9 @@ def portrait_image(size: int, seed: int = 0) -> np.ndarray:
     return (np.random.default_rng(seed).random((size, size, 3)) * 255).astype(np.uint8)
 
 
-class _steps:
-    """Run the pipeline's sampler at `steps` DDIM steps inside the block, restoring it afterwards."""
-
-    def __init__(self, pipeline, steps: int):
-        self.sampler, self.steps = pipeline.sampler, steps
-
-    def __enter__(self):
-        self.saved = (self.sampler.num_steps, self.sampler.eta)
-        self.sampler.set_timesteps(self.steps, self.sampler.eta)
-
-    def __exit__(self, *exc):
-        self.sampler.set_timesteps(*self.saved)
 
 
 # -------------------------------------------------------------------------------------------- machine
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine_info() -> dict:
@@ -113,7 +87,7 @@ def machine_info() -> dict:
     except AttributeError:
         capability = "unknown"
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_capability": capability,
         "cores": os.cpu_count(),
         "cores_usable": affinity,
