@@ -31,8 +31,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .measure import cpu_model
-from .sections import _steps
+from .measure import cpu_model, time_ms
+from .sections import _steps, portrait_image, speech
 
 INSTRUCTION = "Talk happily and nod slowly."
 
@@ -42,31 +42,6 @@ def _stats(ms: list[float]) -> dict:
     a = np.asarray(ms, np.float64)
     return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)), "min": float(a.min()),
             "n": int(a.size)}
-
-
-def _measure(fn, repeats: int, warmup: int = 1, per: float = 1.0) -> list[float]:
-    """Wall-clock ms of fn() / per, for `repeats` calls after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3 / per)
-    return out
-
-
-def speech(seconds: float, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:
-    """A speech-like test signal (amplitude-modulated tone + noise), float32 mono."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(round(seconds * sample_rate))) / sample_rate
-    return (0.3 * np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
-            + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
-
-
-def portrait_image(size: int, seed: int = 0) -> np.ndarray:
-    """A deterministic (size, size, 3) uint8 image (content does not change the speed)."""
-    return (np.random.default_rng(seed).random((size, size, 3)) * 255).astype(np.uint8)
 
 
 
@@ -142,26 +117,26 @@ def bench_stages(pipeline, seconds: float = 4.0, steps: int = 8, repeats: int = 
     # per portrait (first call warms up, its result feeds the later stages)
     image = portrait_image(cfg.media.image_size)
     portrait = pipeline.prepare(image)
-    portrait_ms = _measure(lambda: pipeline.prepare(image), heavy, warmup=0)
+    portrait_ms = time_ms(lambda: pipeline.prepare(image), heavy, warmup=0)
 
     # per instruction: split into tokenizer, text encoder, conditioning
     tokens = pipeline.tokenizer([INSTRUCTION])
     emb, pooled = be.encode_text(tokens.ids, tokens.mask)
-    tok_ms = _measure(lambda: pipeline.tokenizer([INSTRUCTION]), repeats)
-    text_ms = _measure(lambda: be.encode_text(tokens.ids, tokens.mask), repeats)
-    cond_ms = _measure(lambda: be.condition(emb, tokens.mask, pooled, portrait.keyframe), repeats)
+    tok_ms = time_ms(lambda: pipeline.tokenizer([INSTRUCTION]), repeats)
+    text_ms = time_ms(lambda: be.encode_text(tokens.ids, tokens.mask), repeats)
+    cond_ms = time_ms(lambda: be.condition(emb, tokens.mask, pooled, portrait.keyframe), repeats)
     inst = be.condition(emb, tokens.mask, pooled, portrait.keyframe)
 
     # per window (steady state: prefix + chunk)
     wave = speech(windows * T * spf / cfg.media.sample_rate).reshape(windows, 1, T * spf)
     audio = be.encode_audio(wave[0])
-    audio_ms = _measure(lambda: [be.encode_audio(w) for w in wave], repeats, per=windows)
+    audio_ms = time_ms(lambda: [be.encode_audio(w) for w in wave], repeats, per=windows)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, T, M), dtype=np.float32)
     t = np.array([pipeline.sampler.timesteps[0]], np.int64)
     known = np.zeros((1, T), np.float32)
     known[:, :P] = 1.0
-    step_ms = _measure(lambda: [be.denoise(x, t, audio, known, inst) for _ in range(windows)], repeats,
+    step_ms = time_ms(lambda: [be.denoise(x, t, audio, known, inst) for _ in range(windows)], repeats,
                        per=windows)
 
     # per frame: decoder, batched like Pipeline._decode
@@ -179,7 +154,7 @@ def bench_stages(pipeline, seconds: float = 4.0, steps: int = 8, repeats: int = 
         be.decode(motion[:1], app[:1])
     else:
         decode()
-    decode_ms = _measure(decode, heavy, warmup=0, per=dec_frames)
+    decode_ms = time_ms(decode, heavy, warmup=0, per=dec_frames)
 
     s = {k: _stats(v) for k, v in dict(portrait=portrait_ms, tokenizer=tok_ms, text_encoder=text_ms,
                                        condition=cond_ms, audio=audio_ms, denoise_step=step_ms,

@@ -143,32 +143,8 @@ def load_audio(path, target_rate: int = 16000, max_seconds: float | None = None)
     webm, opus, video files with an audio track ...) with PyAV. If the first reader fails the other one is
     tried before giving up.
     """
-    p = Path(os.fspath(path))
     target_rate = _check_rate(target_rate)
-    if not p.exists():
-        raise AudioInputError(f"audio file not found: {p}")
-    if not p.is_file():
-        raise AudioInputError(f"not a file: {p}")
-    if p.stat().st_size == 0:
-        raise AudioInputError(f"audio file is empty (0 bytes): {p}")
-    readers = [_read_soundfile, _read_pyav]
-    if p.suffix.lower() not in _SOUNDFILE_EXTS:
-        readers.reverse()
-    first_error: Exception | None = None
-    for reader in readers:
-        try:
-            x, rate = reader(p, max_seconds)
-            break
-        except AudioInputError:
-            raise
-        except Exception as e:  # noqa: BLE001 - any decoder failure becomes one user-facing message
-            first_error = first_error or e
-    else:
-        msg = " ".join(str(first_error).split()) or type(first_error).__name__
-        raise AudioInputError(f"cannot decode audio file {p}: {msg}")
-    rate = _check_rate(rate)
-    _check_duration(x.shape[0], rate, max_seconds)
-    _check_finite(x)
+    x, rate = _read_checked(path, max_seconds)
     return _finish(x, rate, target_rate)
 
 
@@ -176,6 +152,14 @@ def load_audio_original(path, max_seconds: float | None = None) -> tuple[np.ndar
     """An audio file as it is: (float32 (S, C) in [-1, 1] with the file's channels, the file's rate), checked
     as `load_audio` checks (missing, undecodable, empty, too short or long, NaN). For muxing the user's own
     sound into the output video; `model_audio` turns it into the model's input."""
+    x, rate = _read_checked(path, max_seconds, keep_channels=True)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    return (x / np.float32(peak) if peak > 1.0 else x).astype(np.float32), rate
+
+
+def _read_checked(path, max_seconds: float | None, keep_channels: bool = False) -> tuple[np.ndarray, int]:
+    """An audio file -> (samples, rate), checked (missing, empty, undecodable by both readers, rate, duration,
+    NaN); one reader path for `load_audio` and `load_audio_original`."""
     p = Path(os.fspath(path))
     if not p.exists():
         raise AudioInputError(f"audio file not found: {p}")
@@ -189,7 +173,7 @@ def load_audio_original(path, max_seconds: float | None = None) -> tuple[np.ndar
     first_error: Exception | None = None
     for reader in readers:
         try:
-            x, rate = reader(p, max_seconds, keep_channels=True)
+            x, rate = reader(p, max_seconds, keep_channels=keep_channels)
             break
         except AudioInputError:
             raise
@@ -201,8 +185,7 @@ def load_audio_original(path, max_seconds: float | None = None) -> tuple[np.ndar
     rate = _check_rate(rate)
     _check_duration(x.shape[0], rate, max_seconds)
     _check_finite(x)
-    peak = float(np.max(np.abs(x))) if x.size else 0.0
-    return (x / np.float32(peak) if peak > 1.0 else x).astype(np.float32), rate
+    return x, rate
 
 
 def model_audio(original: np.ndarray, rate: int, target_rate: int = 16000) -> np.ndarray:
