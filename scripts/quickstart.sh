@@ -60,6 +60,8 @@ case "$job" in
     setup "torch,demo-text,dev"
     need_espeak
     need_chromium
+    "$VENV/bin/python" -m instructavatar.engine.photo.samples fetch \
+      || echo "[setup] sample photos (face_recognition sdist) not fetched; the tests that need them will skip"
     "$VENV/bin/ruff" check .
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
