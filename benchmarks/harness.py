@@ -28,7 +28,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 
-from .measure import SCHEMA, machine_info, matmul_peak
+from .measure import SCHEMA, machine_info, matmul_peak, matmul_peak_ort
 from .sections import (  # noqa: F401
     INSTRUCTION,
     TARGETS,
@@ -195,6 +195,13 @@ def fastest(report: dict) -> str | None:
     return min(rtf, key=rtf.get) if rtf else next(iter(report["backends"]), None)
 
 
+def machine_peak(*peaks: dict) -> dict:
+    """The efficiency denominator: the best of the measured matmul peaks (torch's, ONNX Runtime's), so that no
+    backend's fraction is flattered by a slower library's peak; `libraries` keeps each one's figure."""
+    best = max(peaks, key=lambda p: p["peak_gflops"])
+    return {**best, "libraries": {p["library"]: p["peak_gflops"] for p in peaks}}
+
+
 def run_bench(config: str = "demo", backend: str = "auto", plan: BenchPlan = QUICK, threads: int | None = None,
               progress: bool = True, server: bool = True, onnx_dir=None) -> dict:
     """Measure everything the plan asks for; returns the report (see the module docstring)."""
@@ -210,6 +217,11 @@ def run_bench(config: str = "demo", backend: str = "auto", plan: BenchPlan = QUI
               "backends": {}, "skipped": {}, "errors": []}
     peak = matmul_peak(plan.matmul_sizes, repeats=max(2, plan.repeats // 2))
     report["matmul_peak"] = peak
+    if any(n.startswith("ort") for n in names):
+        ort_peak = matmul_peak_ort(plan.matmul_sizes, repeats=max(2, plan.repeats // 2), threads=threads)
+        if ort_peak is not None:
+            report["matmul_peak_ort"] = ort_peak
+            peak = machine_peak(peak, ort_peak)
     bar.step("matmul peak")
     for name in names:
         result = bench_backend(config, name, plan, threads, peak, bar, report["errors"],

@@ -2,8 +2,9 @@
 
 Every figure the bench reports is a `stat`: min / median / max (and mean, n) over repeats, in one dict shape, so
 reports compare key by key. `machine_info` names the CPU, cores, GPU, library versions, thread count and git
-commit; `matmul_peak` measures this machine's dense matmul rate with the library the backend computes with
-(torch when it is installed, else numpy), in float32, at the bench's thread count.
+commit; `matmul_peak` measures this machine's dense matmul rate with torch (numpy without it) and
+`matmul_peak_ort` with ONNX Runtime's own MatMul kernel (a one-node graph), in float32, at the bench's thread
+count: each backend's efficiency is read against the peak of the library it computes with.
 """
 
 from __future__ import annotations
@@ -205,6 +206,40 @@ def matmul_peak(sizes=(256, 512, 1024), repeats: int = 3, device: str = "cpu") -
     if torch is not None and device.startswith("cuda"):
         out["memory_bandwidth_gbs"] = _copy_bandwidth(torch, device)
     return out
+
+
+def matmul_peak_ort(sizes=(256, 512, 1024), repeats: int = 3, threads: int | None = None) -> dict | None:
+    """`matmul_peak` for ONNX Runtime (CPU): a one-node MatMul graph (float32, dynamic sizes) in a session with
+    the ORT backend's options (full graph optimisation, sequential, `threads` intra-op threads). None when the
+    `onnx` package (needed to write the graph) or onnxruntime is missing."""
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    a_in = helper.make_tensor_value_info("a", TensorProto.FLOAT, ["m", "k"])
+    b_in = helper.make_tensor_value_info("b", TensorProto.FLOAT, ["k", "n"])
+    c_out = helper.make_tensor_value_info("c", TensorProto.FLOAT, ["m", "n"])
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul_peak", [a_in, b_in], [c_out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 9)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = int(threads or 0)
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    by_size = {}
+    for n in sizes:
+        feeds = {"a": rng.standard_normal((n, n), dtype=np.float32), "b": rng.standard_normal((n, n), dtype=np.float32)}
+        reps = max(1, repeats if n <= 1024 else repeats - 1)
+        ms = time_ms(lambda feeds=feeds: sess.run(None, feeds), reps, warmup=1)
+        by_size[str(n)] = stat([2 * n ** 3 / (m * 1e-3) / 1e9 for m in ms])
+    best = max(by_size, key=lambda k: by_size[k]["median"])
+    return {"library": "onnxruntime", "dtype": "float32", "device": "cpu", "gflops_by_size": by_size,
+            "peak_gflops": by_size[best]["median"], "peak_size": int(best), "onnx": onnx.__version__}
 
 
 def _copy_bandwidth(torch, device: str, mib: int = 512) -> dict:

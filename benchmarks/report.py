@@ -116,7 +116,9 @@ def format_report(report: dict) -> str:
     gpu = f", GPU {m['gpu']}" if m["gpu"] else ""
     lines = [f"instructavatar bench ({o['plan']['name']}): config {o['config']}, {m['threads']} threads; {m['cpu']} "
              f"({m['cores']} cores, load {' '.join(map(str, m['load_average']))}){gpu}; {m['date']}",
-             f"matmul peak ({pk['library']} {pk['dtype']}): {pk['peak_gflops']:.1f} GFLOP/s at n={pk['peak_size']}"]
+             f"matmul peak ({pk['library']} {pk['dtype']}): {pk['peak_gflops']:.1f} GFLOP/s at n={pk['peak_size']}"
+             + (f"; onnxruntime {report['matmul_peak_ort']['peak_gflops']:.1f} GFLOP/s at "
+                f"n={report['matmul_peak_ort']['peak_size']}" if report.get("matmul_peak_ort") else "")]
     for name, b in report["backends"].items():
         lines.append("")
         heavy = ", heavy: estimates" if b["heavy"] else ""
@@ -222,7 +224,11 @@ def _efficiency(e) -> list[str]:
         return []
     if "components" not in e:
         return [f"efficiency: {e.get('unavailable', 'not measured')}"]
-    out = [f"efficiency with {e['sessions']} sessions (fraction of the {e['peak']['peak_gflops']:.1f} GFLOP/s peak):"]
+    libs = e["peak"].get("libraries")
+    of = (f"the best measured peak, {e['peak']['library']}'s {e['peak']['peak_gflops']:.1f} GFLOP/s"
+          + (" (" + ", ".join(f"{k} {v:.1f}" for k, v in libs.items()) + ")" if libs and len(libs) > 1 else "")
+          if libs else f"the {e['peak']['peak_gflops']:.1f} GFLOP/s peak")
+    out = [f"efficiency with {e['sessions']} sessions (fraction of {of}):"]
     for k, v in e["components"].items():
         target = e["targets"].get(k)
         out.append(f"  {k:<13} {v['gflops']:8.1f} GFLOP/s  {v['fraction_of_peak']:.2f}"
