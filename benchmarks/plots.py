@@ -45,8 +45,11 @@ def write_plots(report: dict, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     m = report["machine"]
-    title = (f"{report['options']['config']} config, {m['threads']} threads, {m['cpu']} ({m['cores']} cores, load "
-             f"{m['load_average'][0]:g}), {m['date'][:10]}")
+    threads = f"{m['threads']} thread{'' if m['threads'] == 1 else 's'}" if m["threads"] else "default threads"
+    end = m.get("load_average_end")
+    load = f"load {m['load_average'][0]:g}" + (f" -> {end[0]:g}" if end else "")
+    title = (f"{report['options']['config']} config, {threads}, {m['cpu']} ({m['cores']} cores, {load}), "
+             f"{m['date'][:10]}")
     backends = {k: b for k, b in report["backends"].items() if "pipeline" in b and "stream" in b["pipeline"]}
     paths = []
 
