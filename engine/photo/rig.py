@@ -73,9 +73,10 @@ MESH_NOSE = (168, 6, 197, 195, 5, 4, 1, 2, 98, 327, 97, 326)
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148,
              176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109)
 
+BROW_CHAINS = ((107, 66, 105, 63, 70), (55, 65, 52, 53, 46), (336, 296, 334, 293, 300), (285, 295, 282, 283, 276))
 CHAINS: tuple[tuple[np.ndarray, tuple[int, ...]], ...] = (
-    (W["brow_r"], (107, 66, 105, 63, 70)), (W["brow_r"], (55, 65, 52, 53, 46)),
-    (W["brow_l"], (336, 296, 334, 293, 300)), (W["brow_l"], (285, 295, 282, 283, 276)),
+    (W["brow_r"], BROW_CHAINS[0]), (W["brow_r"], BROW_CHAINS[1]),
+    (W["brow_l"], BROW_CHAINS[2]), (W["brow_l"], BROW_CHAINS[3]),
     (_EYE_R_U, MESH_EYE_R_UPPER), (_EYE_R_L, MESH_EYE_R_LOWER),
     (_EYE_L_U, MESH_EYE_L_UPPER), (_EYE_L_L, MESH_EYE_L_LOWER),
     (_MO_U, MESH_LIP_OUT_UPPER), (_MO_L, MESH_LIP_OUT_LOWER),
@@ -87,11 +88,18 @@ UPPER_LID_CHAINS = {4, 6}
 MOUTH_CHAINS = {8, 9, 10, 11, 12}
 RING_SCALE = 1.5               # the still ring around the face oval (x the oval's radius from the face centre)
 MAX_POSE_DEG = (20.0, 15.0, 20.0)   # yaw, pitch, roll the warp turns at most
-# The world's faces are drawn with a cartoon's range of motion; on a photograph the same numbers look
-# exaggerated, so two motions are scaled down: the lips' and jaw's vertical travel, and the lids opening wider
-# than at rest (AU5). Closing the eyes keeps its full travel (a blink must close the photo's eye).
+# Gains. Each feature's travel is scaled by that feature's size on the photo over its size in the world's
+# neutral face (both in interocular units, measured per photo by feature_gains), so an expression moves a
+# feature by the same fraction of itself as in the world: the eyelids by the eye opening (a world blink closes
+# the photo's eye exactly), the brows by the brow-to-eye gap, the lip corners' rise and fall by the mouth width.
+# Three motions are limited, by eye: the lips' and the jaw's vertical travel (x MOUTH_GAIN: the world's cartoon
+# range of opening looks exaggerated on a photo; the gain rises from MOUTH_GAIN in the middle of the lips to the
+# mouth-width ratio at the corners, so a smile's or a frown's corner travel is kept), the lips' sideways travel
+# (x1: scaled by the mouth width, a wide-open mouth became a rectangle that dlib read as less open, lip sync
+# 0.94 -> 0.82 on the astronaut) and the lids opening wider than at rest (AU5, x LID_RAISE_GAIN).
 MOUTH_GAIN = 0.6
 LID_RAISE_GAIN = 0.4
+FEATURE_GAIN_RANGE = (0.5, 2.0)     # a feature-size gain is clipped to this range (a mis-measured mesh)
 
 
 def _arc(points: np.ndarray) -> np.ndarray:
@@ -136,8 +144,10 @@ class Rig:
     harmonic: np.ndarray      # (V, D) driven displacement -> every vertex (ring rows are zero)
     scale: float              # photo interocular distance / world unit (pixels per interocular unit)
     roll: np.ndarray          # (2, 2) the photo face's in-plane rotation
-    eye_gain: np.ndarray      # (D,) vertical gain on driven vertices (eyelids: photo / world eye opening; lips)
+    vertical_gain: np.ndarray  # (D,) vertical gain: eyelids photo / world eye opening; brows the brow gap ratio;
+    #                            jaw MOUTH_GAIN; lips MOUTH_GAIN in the middle .. the mouth-width ratio at the corners
     lid_raise: np.ndarray     # (D,) 1 on upper-lid vertices: their upward travel is scaled by LID_RAISE_GAIN
+    sideways_gain: np.ndarray  # (D,) horizontal gain: brows the brow gap ratio, else 1
     pivot: np.ndarray         # (3,) rotation centre
     lid_pairs: np.ndarray     # (K, 2) vertex ids (upper, lower) that must not cross (lids, inner lips)
     n_mesh: int
@@ -195,15 +205,27 @@ def build_rig(points: np.ndarray, world_neutral: np.ndarray) -> Rig:
     def opening(u, lo, src):
         return float(np.abs(src[list(u)][:, 1] - src[list(lo)][:, 1]).max())
 
-    eye_gain = np.ones(len(driven))
+    eye_gain = np.ones(len(driven))          # becomes the vertical gain
     for wu, wl, mu, ml in ((_EYE_R_U, _EYE_R_L, MESH_EYE_R_UPPER, MESH_EYE_R_LOWER),
                            (_EYE_L_U, _EYE_L_L, MESH_EYE_L_UPPER, MESH_EYE_L_LOWER)):
         g = (opening(mu, ml, pts[:, :2]) / iod) / max(opening(wu, wl, world_neutral), 1e-6)
         for v in mu + ml:
             eye_gain[np.searchsorted(driven, v)] = float(np.clip(g, 0.3, 3.0))
 
-    for v in mouth_v:
+    for v in MESH_JAW:
         eye_gain[np.searchsorted(driven, v)] = MOUTH_GAIN
+    gains = feature_gains(pts[:, :2], world_neutral, roll)
+    sideways = np.ones(len(driven))
+    for chain in BROW_CHAINS:
+        rows = np.searchsorted(driven, chain)
+        sideways[rows] = eye_gain[rows] = gains["brow"]
+    for chain in (MESH_LIP_OUT_UPPER, MESH_LIP_OUT_LOWER, MESH_LIP_IN_UPPER, MESH_LIP_IN_LOWER):
+        a, b = pts[chain[0], :2], pts[chain[-1], :2]
+        for v in chain:
+            t = float(np.clip(np.dot(pts[v, :2] - a, b - a) / max(np.dot(b - a, b - a), 1e-9), 0.0, 1.0))
+            w = (2.0 * abs(t - 0.5)) ** 2            # 1 at the corners, 0 in the middle of the lips
+            row = np.searchsorted(driven, v)
+            eye_gain[row] = MOUTH_GAIN + (gains["mouth"] - MOUTH_GAIN) * w
     lid_raise = np.zeros(len(driven), np.float32)
     lid_raise[np.searchsorted(driven, sorted(upper_lid_v))] = 1.0
     harmonic = _harmonic(len(rest), tris, driven, np.array(ring1))
@@ -213,9 +235,32 @@ def build_rig(points: np.ndarray, world_neutral: np.ndarray) -> Rig:
     pairs += [(u, lo) for u, lo in zip(MESH_LIP_IN_UPPER[1:-1], MESH_LIP_IN_LOWER[1:-1])]
     return Rig(rest=rest.astype(np.float32), triangles=tris, mouth=mouth, driven=driven,
                retarget=retarget.astype(np.float32), harmonic=harmonic.astype(np.float32), scale=iod,
-               roll=roll.astype(np.float32), eye_gain=eye_gain.astype(np.float32), lid_raise=lid_raise,
+               roll=roll.astype(np.float32), vertical_gain=eye_gain.astype(np.float32), lid_raise=lid_raise,
+               sideways_gain=sideways.astype(np.float32),
                pivot=pivot.astype(np.float32),
                lid_pairs=np.array(pairs, np.int64), n_mesh=n)
+
+
+def feature_gains(points: np.ndarray, world_neutral: np.ndarray, roll: np.ndarray | None = None) -> dict[str, float]:
+    """Photo feature size / world feature size, both in interocular units, clipped to FEATURE_GAIN_RANGE:
+    'brow' (the brow-to-eye gap: from the brow contours' mean down to the eye centres) and 'mouth' (the distance
+    between the outer lip corners). points (468, 2) the photo's mesh; roll (2, 2) its in-plane rotation
+    (the gap is measured across the eye line)."""
+    pts = np.asarray(points, np.float64)[:, :2]
+    wn = np.asarray(world_neutral, np.float64)
+    up = np.array([0.0, 1.0]) if roll is None else np.asarray(roll, np.float64) @ np.array([0.0, 1.0])
+    eyes = eye_centres(pts)
+    iod = float(np.linalg.norm(eyes[1] - eyes[0]))
+    brows = [c for chain in BROW_CHAINS for c in chain]
+    photo = {"brow": float((eyes.mean(0) - pts[brows].mean(0)) @ up) / iod,
+             "mouth": float(np.linalg.norm(pts[MESH_LIP_OUT_UPPER[-1]] - pts[MESH_LIP_OUT_UPPER[0]])) / iod}
+    w_eyes = np.stack([wn[W["eye_r"]].mean(0), wn[W["eye_l"]].mean(0)])
+    w_iod = float(np.linalg.norm(w_eyes[1] - w_eyes[0]))
+    w_brows = np.r_[W["brow_r"], W["brow_l"]]
+    world = {"brow": float(w_eyes[:, 1].mean() - wn[w_brows, 1].mean()) / w_iod,
+             "mouth": float(np.linalg.norm(wn[_MO_U[-1]] - wn[_MO_U[0]])) / w_iod}
+    lo, hi = FEATURE_GAIN_RANGE
+    return {k: float(np.clip(photo[k] / max(world[k], 1e-6), lo, hi)) for k in photo}
 
 
 def _harmonic(V: int, tris: np.ndarray, driven: np.ndarray, fixed: np.ndarray) -> np.ndarray:
@@ -238,7 +283,8 @@ def _harmonic(V: int, tris: np.ndarray, driven: np.ndarray, fixed: np.ndarray) -
 def frame_vertices(rig: Rig, expression: np.ndarray, pose_deg: np.ndarray) -> np.ndarray:
     """(V, 2) vertex positions for one frame: expression (129, 2) interocular units, pose (3,) degrees."""
     d = rig.retarget @ expression                                      # (D, 2) interocular units, world frame
-    d[:, 1] *= rig.eye_gain
+    d[:, 0] *= rig.sideways_gain
+    d[:, 1] *= rig.vertical_gain
     d[:, 1] *= np.where((rig.lid_raise > 0) & (d[:, 1] < 0), LID_RAISE_GAIN, 1.0)     # y down: < 0 = up
     d = (d @ rig.roll.T) * rig.scale                                   # photo pixels
     moved = rig.rest.copy()
