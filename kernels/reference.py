@@ -40,6 +40,12 @@ class CrossAttentionWeights:
     def d_model(self) -> int:
         return self.q_weight.shape[0]
 
+    @property
+    def norm_shape(self) -> tuple[int, ...]:
+        """LayerNorm's normalized shape as plain ints, so a traced graph keeps it static (TorchScript's ONNX
+        exporter refuses a LayerNorm whose shape is read from the traced input)."""
+        return (int(self.norm_weight.numel()),)
+
 
 def fold_output_gate(out_proj: nn.Linear, gate: nn.Module) -> tuple[Tensor, Tensor]:
     """out_proj then gate (an nn.Linear, or nn.Identity in the no-gate ablation) -> one (W (D,D), b (D,)).
@@ -79,7 +85,7 @@ def gated_cross_attention(h: Tensor, w: CrossAttentionWeights, k: Tensor, v: Ten
     `gate` runs after it, unfolded.
     """
     B, T, D = h.shape
-    q = F.linear(F.layer_norm(h, (D,), w.norm_weight, w.norm_bias, w.eps), w.q_weight, w.q_bias)
+    q = F.linear(F.layer_norm(h, w.norm_shape, w.norm_weight, w.norm_bias, w.eps), w.q_weight, w.q_bias)
     qh, kh, vh = _heads(q, heads), _heads(k, heads), _heads(v, heads)        # (B, H, T|N, dh)
     if explicit:
         scores = (qh.float() @ kh.float().transpose(-1, -2)) / math.sqrt(D // heads) + bias.float()[:, None, None, :]
