@@ -109,12 +109,16 @@ def _range(s) -> str:
     return "-" if s is None else f"{s['min']:.3g}-{s['max']:.3g}"
 
 
+def _threads(n) -> str:
+    return "default threads" if not n else f"{n} thread" + ("" if n == 1 else "s")
+
+
 def format_report(report: dict) -> str:
     """The on-screen summary: medians (min-max) of the headline figures, per backend."""
     m, o = report["machine"], report["options"]
     pk = report["matmul_peak"]
     gpu = f", GPU {m['gpu']}" if m["gpu"] else ""
-    lines = [f"instructavatar bench ({o['plan']['name']}): config {o['config']}, {m['threads']} threads; {m['cpu']} "
+    lines = [f"instructavatar bench ({o['plan']['name']}): config {o['config']}, {_threads(m['threads'])}; {m['cpu']} "
              f"({m['cores']} cores, load {' '.join(map(str, m['load_average']))}){gpu}; {m['date']}",
              f"matmul peak ({pk['library']} {pk['dtype']}): {pk['peak_gflops']:.1f} GFLOP/s at n={pk['peak_size']}"
              + (f"; onnxruntime {report['matmul_peak_ort']['peak_gflops']:.1f} GFLOP/s at "
