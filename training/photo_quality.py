@@ -176,7 +176,10 @@ def statistic_noise(clips: list[dict[str, np.ndarray]], measures=INSTRUCTIONS) -
     return out
 
 
-def evaluate(photos: list[str], size: int, sentences: int, seed: int, threads: int, log=print) -> dict:
+def evaluate(photos: list[str], size: int, sentences: int, seed: int, threads: int, log=print,
+             partial: Path | None = None) -> dict:
+    """The measures of the module docstring on each photo; `partial`: a JSON file rewritten after each photo with
+    the photos done so far (a long run can be read before it ends)."""
     from ..engine.loader import load_pipeline
     from ..engine.photo.decoder import prepare_photo
     from ..engine.photo.samples import load_sample
@@ -242,6 +245,8 @@ def evaluate(photos: list[str], size: int, sentences: int, seed: int, threads: i
             f"(per-frame threshold: {shows_old}), identity max {max(all_dist[n_before:]):.3f}, jitter "
             f"{r['silent_jitter_pct']:.3f}% (still {still_jitter:.3f}%), {r['seconds']} s")
         result["photos"][name] = r
+        if partial is not None:
+            partial.write_text(json.dumps(result, indent=1))
     dist = np.array(all_dist)
     pairs = [v["shows"] for p in result["photos"].values() for v in p["instructions"].values()]
     old_pairs = [v["shows_per_frame_threshold"] for p in result["photos"].values() for v in p["instructions"].values()]
@@ -283,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    res = evaluate(photos, args.size, args.sentences, args.seed, args.threads)
+    res = evaluate(photos, args.size, args.sentences, args.seed, args.threads,
+                   partial=out / "photo_quality.partial.json")
     (out / "photo_quality.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res["summary"], indent=1))
     print(f"wrote {out / 'photo_quality.json'}")

@@ -88,15 +88,15 @@ UPPER_LID_CHAINS = {4, 6}
 MOUTH_CHAINS = {8, 9, 10, 11, 12}
 RING_SCALE = 1.5               # the still ring around the face oval (x the oval's radius from the face centre)
 MAX_POSE_DEG = (20.0, 15.0, 20.0)   # yaw, pitch, roll the warp turns at most
-# Gains. Each feature's travel is scaled by that feature's size on the photo over its size in the world's
-# neutral face (both in interocular units, measured per photo by feature_gains), so an expression moves a
-# feature by the same fraction of itself as in the world: the eyelids by the eye opening (a world blink closes
-# the photo's eye exactly), the brows by the brow-to-eye gap, the lip corners' rise and fall by the mouth width.
-# Three motions are limited, by eye: the lips' and the jaw's vertical travel (x MOUTH_GAIN: the world's cartoon
-# range of opening looks exaggerated on a photo; the gain rises from MOUTH_GAIN in the middle of the lips to the
-# mouth-width ratio at the corners, so a smile's or a frown's corner travel is kept), the lips' sideways travel
-# (x1: scaled by the mouth width, a wide-open mouth became a rectangle that dlib read as less open, lip sync
-# 0.94 -> 0.82 on the astronaut) and the lids opening wider than at rest (AU5, x LID_RAISE_GAIN).
+# Gains. The eyelids and the brows travel by that feature's size on the photo over its size in the world's
+# neutral face (interocular units, measured per photo by feature_gains), so an expression moves them by the same
+# fraction of themselves as in the world: the lids by the eye opening (a world blink closes the photo's eye
+# exactly), the brows by the brow-to-eye gap (real brows sit closer to the eyes than the world's: 0.59-0.78).
+# Limits, by eye: the lips' and the jaw's vertical travel x MOUTH_GAIN (the world's cartoon range of opening looks
+# exaggerated on a photo), the lids opening wider than at rest x LID_RAISE_GAIN (AU5). The mouth-width ratio
+# (feature_gains' 'mouth', 1.11-1.60) was tried on the lip corners and is not applied: dlib then read the mouth
+# as less open and lip sync fell (one sentence: astronaut 0.94 -> 0.82, obama 0.875 -> 0.79; on the corners'
+# rise only: 0.88 and 0.73; docs/photo_mode.md).
 MOUTH_GAIN = 0.6
 LID_RAISE_GAIN = 0.4
 FEATURE_GAIN_RANGE = (0.5, 2.0)     # a feature-size gain is clipped to this range (a mis-measured mesh)
@@ -144,9 +144,9 @@ class Rig:
     harmonic: np.ndarray      # (V, D) driven displacement -> every vertex (ring rows are zero)
     scale: float              # photo interocular distance / world unit (pixels per interocular unit)
     roll: np.ndarray          # (2, 2) the photo face's in-plane rotation
-    vertical_gain: np.ndarray  # (D,) vertical gain: eyelids photo / world eye opening; brows the brow gap ratio;
-    #                            jaw MOUTH_GAIN; lips MOUTH_GAIN in the middle .. the mouth-width ratio at the corners
-    lid_raise: np.ndarray     # (D,) 1 on upper-lid vertices: their upward travel is scaled by LID_RAISE_GAIN
+    vertical_gain: np.ndarray  # (D,) gain on downward travel: eyelids photo / world eye opening; brows the brow gap
+    #                            ratio; jaw and lips MOUTH_GAIN
+    rise_gain: np.ndarray     # (D,) gain on upward travel: the same, upper lids x LID_RAISE_GAIN
     sideways_gain: np.ndarray  # (D,) horizontal gain: brows the brow gap ratio, else 1
     pivot: np.ndarray         # (3,) rotation centre
     lid_pairs: np.ndarray     # (K, 2) vertex ids (upper, lower) that must not cross (lids, inner lips)
@@ -212,22 +212,16 @@ def build_rig(points: np.ndarray, world_neutral: np.ndarray) -> Rig:
         for v in mu + ml:
             eye_gain[np.searchsorted(driven, v)] = float(np.clip(g, 0.3, 3.0))
 
-    for v in MESH_JAW:
-        eye_gain[np.searchsorted(driven, v)] = MOUTH_GAIN
     gains = feature_gains(pts[:, :2], world_neutral, roll)
     sideways = np.ones(len(driven))
     for chain in BROW_CHAINS:
         rows = np.searchsorted(driven, chain)
         sideways[rows] = eye_gain[rows] = gains["brow"]
-    for chain in (MESH_LIP_OUT_UPPER, MESH_LIP_OUT_LOWER, MESH_LIP_IN_UPPER, MESH_LIP_IN_LOWER):
-        a, b = pts[chain[0], :2], pts[chain[-1], :2]
-        for v in chain:
-            t = float(np.clip(np.dot(pts[v, :2] - a, b - a) / max(np.dot(b - a, b - a), 1e-9), 0.0, 1.0))
-            w = (2.0 * abs(t - 0.5)) ** 2            # 1 at the corners, 0 in the middle of the lips
-            row = np.searchsorted(driven, v)
-            eye_gain[row] = MOUTH_GAIN + (gains["mouth"] - MOUTH_GAIN) * w
-    lid_raise = np.zeros(len(driven), np.float32)
-    lid_raise[np.searchsorted(driven, sorted(upper_lid_v))] = 1.0
+    rise = eye_gain.copy()
+    lips = np.searchsorted(driven, sorted(mouth_v))
+    eye_gain[lips] = rise[lips] = MOUTH_GAIN
+    upper_lids = np.searchsorted(driven, sorted(upper_lid_v))
+    rise[upper_lids] = eye_gain[upper_lids] * LID_RAISE_GAIN
     harmonic = _harmonic(len(rest), tris, driven, np.array(ring1))
     pivot = np.r_[centre, pts[:, 2].mean() + 1.2 * iod]
     pairs = [(u, lo) for u, lo in zip(MESH_EYE_R_UPPER[1:-1], MESH_EYE_R_LOWER[1:-1])]
@@ -235,7 +229,8 @@ def build_rig(points: np.ndarray, world_neutral: np.ndarray) -> Rig:
     pairs += [(u, lo) for u, lo in zip(MESH_LIP_IN_UPPER[1:-1], MESH_LIP_IN_LOWER[1:-1])]
     return Rig(rest=rest.astype(np.float32), triangles=tris, mouth=mouth, driven=driven,
                retarget=retarget.astype(np.float32), harmonic=harmonic.astype(np.float32), scale=iod,
-               roll=roll.astype(np.float32), vertical_gain=eye_gain.astype(np.float32), lid_raise=lid_raise,
+               roll=roll.astype(np.float32), vertical_gain=eye_gain.astype(np.float32),
+               rise_gain=rise.astype(np.float32),
                sideways_gain=sideways.astype(np.float32),
                pivot=pivot.astype(np.float32),
                lid_pairs=np.array(pairs, np.int64), n_mesh=n)
@@ -284,8 +279,7 @@ def frame_vertices(rig: Rig, expression: np.ndarray, pose_deg: np.ndarray) -> np
     """(V, 2) vertex positions for one frame: expression (129, 2) interocular units, pose (3,) degrees."""
     d = rig.retarget @ expression                                      # (D, 2) interocular units, world frame
     d[:, 0] *= rig.sideways_gain
-    d[:, 1] *= rig.vertical_gain
-    d[:, 1] *= np.where((rig.lid_raise > 0) & (d[:, 1] < 0), LID_RAISE_GAIN, 1.0)     # y down: < 0 = up
+    d[:, 1] *= np.where(d[:, 1] < 0, rig.rise_gain, rig.vertical_gain)                # y down: < 0 = up
     d = (d @ rig.roll.T) * rig.scale                                   # photo pixels
     moved = rig.rest.copy()
     moved[:, :2] += rig.harmonic @ d

@@ -77,7 +77,7 @@ PHOTOS = {
     "cameraman": SamplePhoto("skimage", "data/camera.png", "the cameraman via scikit-image (3/4 view)"),
 }
 # The photos photo mode animates: the evaluation's test set (women and men, light and dark skin).
-FRONTAL = ("astronaut", "hopper", "obama", "obama2", "biden")
+FRONTAL = ("astronaut", "hopper", "obama", "obama2", "biden", "obama3")
 
 
 def cache_dir() -> Path:

@@ -1,6 +1,5 @@
-"""The rig's measured gains: a world expression moves each photo feature by the same fraction of that feature's
-size as in the world (brows: the brow-to-eye gap; lip corners: the mouth width), while the lips' opening keeps
-MOUTH_GAIN."""
+"""The rig's measured gains: a world expression moves the photo's brows by the same fraction of its brow-to-eye
+gap as in the world; the lips (corners included) keep MOUTH_GAIN both ways, the upper lids' rise LID_RAISE_GAIN."""
 
 import numpy as np
 import pytest
@@ -61,16 +60,20 @@ def test_a_world_brow_raise_moves_the_photo_brow_by_the_same_fraction_of_its_gap
     assert photo_rise / _brow_gap(mesh) == pytest.approx(0.1 / _world_gap(neutral), rel=0.05)
 
 
-def test_a_smile_keeps_its_corner_travel_and_the_opening_keeps_mouth_gain(mesh, neutral):
+def test_lips_keep_mouth_gain_both_ways_and_lids_rise_less_than_they_close(mesh, neutral):
     rig = R.build_rig(mesh, neutral)
-    e = np.zeros((R.WORLD_POINTS, 2), np.float32)
     corners = [R._MO_U[0], R._MO_U[-1], R._MI_U[0], R._MI_U[-1]]
-    e[corners, 1] = -0.1                                                  # world lip corners up by 0.1
-    v = R.frame_vertices(rig, e, np.zeros(3))
-    world_width = np.linalg.norm(neutral[R._MO_U[-1]] - neutral[R._MO_U[0]])
-    photo_width = np.linalg.norm(mesh[291, :2] - mesh[61, :2])
-    rise = (rig.rest[[61, 291], 1] - v[[61, 291], 1]).mean()
-    assert rise / photo_width == pytest.approx(0.1 / world_width, rel=0.05)
-    mid = R.MESH_LIP_OUT_UPPER[5]                                         # the lips' middle: the opening's gain
-    row = np.searchsorted(rig.driven, mid)
-    assert rig.vertical_gain[row] == pytest.approx(R.MOUTH_GAIN, abs=0.02)
+    for sign in (-1.0, 1.0):                                              # corners up (smile), down (speech)
+        e = np.zeros((R.WORLD_POINTS, 2), np.float32)
+        e[corners, 1] = 0.1 * sign
+        v = R.frame_vertices(rig, e, np.zeros(3))
+        moved = (v[[61, 291], 1] - rig.rest[[61, 291], 1]).mean()
+        assert moved == pytest.approx(0.1 * sign * R.MOUTH_GAIN * rig.scale, rel=0.05)
+    lid = R.MESH_EYE_R_UPPER[4]
+    row = np.searchsorted(rig.driven, lid)
+    assert rig.rise_gain[row] == pytest.approx(R.LID_RAISE_GAIN * rig.vertical_gain[row])
+    up, down = np.zeros((R.WORLD_POINTS, 2), np.float32), np.zeros((R.WORLD_POINTS, 2), np.float32)
+    up[R._EYE_R_U, 1], down[R._EYE_R_U, 1] = -0.02, 0.02
+    rise = rig.rest[lid, 1] - R.frame_vertices(rig, up, np.zeros(3))[lid, 1]
+    fall = R.frame_vertices(rig, down, np.zeros(3))[lid, 1] - rig.rest[lid, 1]
+    assert rise == pytest.approx(R.LID_RAISE_GAIN * fall, rel=0.05)
