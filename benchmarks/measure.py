@@ -181,9 +181,8 @@ def matmul_peak(sizes=(256, 512, 1024), repeats: int = 3, device: str = "cpu") -
     torch when installed (the library the torch backend's convolutions and matmuls run in, at its thread
     count), numpy otherwise (the torch-free path). On a CUDA device also the device-to-device copy bandwidth."""
     torch = _torch()
-    by_size = {}
-    for n in sizes:
-        reps = max(1, repeats if n <= 1024 else repeats - 1)
+
+    def run_of(n):
         if torch is not None:
             a = torch.randn(n, n, device=device)
             b = torch.randn(n, n, device=device)
@@ -192,17 +191,13 @@ def matmul_peak(sizes=(256, 512, 1024), repeats: int = 3, device: str = "cpu") -
             def run(a=a, b=b, sync=sync):
                 a @ b
                 sync()
-        else:
-            a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-            b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+            return run
+        a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+        b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+        return lambda: a @ b
 
-            def run(a=a, b=b):
-                a @ b
-        ms = time_ms(run, reps, warmup=1)
-        by_size[str(n)] = stat([2 * n ** 3 / (m * 1e-3) / 1e9 for m in ms])       # GFLOP/s per repeat
-    best = max(by_size, key=lambda k: by_size[k]["median"])
     out = {"library": "torch" if torch is not None else "numpy", "dtype": "float32", "device": device,
-           "gflops_by_size": by_size, "peak_gflops": by_size[best]["median"], "peak_size": int(best)}
+           **_square_matmul_sweep(run_of, sizes, repeats)}
     if torch is not None and device.startswith("cuda"):
         out["memory_bandwidth_gbs"] = _copy_bandwidth(torch, device)
     return out
@@ -231,15 +226,24 @@ def matmul_peak_ort(sizes=(256, 512, 1024), repeats: int = 3, threads: int | Non
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
+
+    def run_of(n):
+        feeds = {"a": rng.standard_normal((n, n), dtype=np.float32), "b": rng.standard_normal((n, n), dtype=np.float32)}
+        return lambda: sess.run(None, feeds)
+
+    return {"library": "onnxruntime", "dtype": "float32", "device": "cpu",
+            **_square_matmul_sweep(run_of, sizes, repeats), "onnx": onnx.__version__}
+
+
+def _square_matmul_sweep(run_of, sizes, repeats: int) -> dict:
+    """GFLOP/s (2 n^3 FLOPs per call) of run_of(n)() at each size n; the peak = the best median."""
     by_size = {}
     for n in sizes:
-        feeds = {"a": rng.standard_normal((n, n), dtype=np.float32), "b": rng.standard_normal((n, n), dtype=np.float32)}
-        reps = max(1, repeats if n <= 1024 else repeats - 1)
-        ms = time_ms(lambda feeds=feeds: sess.run(None, feeds), reps, warmup=1)
-        by_size[str(n)] = stat([2 * n ** 3 / (m * 1e-3) / 1e9 for m in ms])
+        run = run_of(n)
+        ms = time_ms(run, max(1, repeats if n <= 1024 else repeats - 1), warmup=1)
+        by_size[str(n)] = stat([2 * n ** 3 / (m * 1e-3) / 1e9 for m in ms])       # GFLOP/s per repeat
     best = max(by_size, key=lambda k: by_size[k]["median"])
-    return {"library": "onnxruntime", "dtype": "float32", "device": "cpu", "gflops_by_size": by_size,
-            "peak_gflops": by_size[best]["median"], "peak_size": int(best), "onnx": onnx.__version__}
+    return {"gflops_by_size": by_size, "peak_gflops": by_size[best]["median"], "peak_size": int(best)}
 
 
 def _copy_bandwidth(torch, device: str, mib: int = 512) -> dict:

@@ -205,23 +205,23 @@ def build_rig(points: np.ndarray, world_neutral: np.ndarray) -> Rig:
     def opening(u, lo, src):
         return float(np.abs(src[list(u)][:, 1] - src[list(lo)][:, 1]).max())
 
-    eye_gain = np.ones(len(driven))          # becomes the vertical gain
+    vertical = np.ones(len(driven))          # gain on downward travel (y down)
     for wu, wl, mu, ml in ((_EYE_R_U, _EYE_R_L, MESH_EYE_R_UPPER, MESH_EYE_R_LOWER),
                            (_EYE_L_U, _EYE_L_L, MESH_EYE_L_UPPER, MESH_EYE_L_LOWER)):
         g = (opening(mu, ml, pts[:, :2]) / iod) / max(opening(wu, wl, world_neutral), 1e-6)
         for v in mu + ml:
-            eye_gain[np.searchsorted(driven, v)] = float(np.clip(g, 0.3, 3.0))
+            vertical[np.searchsorted(driven, v)] = float(np.clip(g, 0.3, 3.0))
 
     gains = feature_gains(pts[:, :2], world_neutral, roll)
     sideways = np.ones(len(driven))
     for chain in BROW_CHAINS:
         rows = np.searchsorted(driven, chain)
-        sideways[rows] = eye_gain[rows] = gains["brow"]
-    rise = eye_gain.copy()
+        sideways[rows] = vertical[rows] = gains["brow"]
+    rise = vertical.copy()
     lips = np.searchsorted(driven, sorted(mouth_v))
-    eye_gain[lips] = rise[lips] = MOUTH_GAIN
+    vertical[lips] = rise[lips] = MOUTH_GAIN
     upper_lids = np.searchsorted(driven, sorted(upper_lid_v))
-    rise[upper_lids] = eye_gain[upper_lids] * LID_RAISE_GAIN
+    rise[upper_lids] = vertical[upper_lids] * LID_RAISE_GAIN
     harmonic = _harmonic(len(rest), tris, driven, np.array(ring1))
     pivot = np.r_[centre, pts[:, 2].mean() + 1.2 * iod]
     pairs = [(u, lo) for u, lo in zip(MESH_EYE_R_UPPER[1:-1], MESH_EYE_R_LOWER[1:-1])]
@@ -229,7 +229,7 @@ def build_rig(points: np.ndarray, world_neutral: np.ndarray) -> Rig:
     pairs += [(u, lo) for u, lo in zip(MESH_LIP_IN_UPPER[1:-1], MESH_LIP_IN_LOWER[1:-1])]
     return Rig(rest=rest.astype(np.float32), triangles=tris, mouth=mouth, driven=driven,
                retarget=retarget.astype(np.float32), harmonic=harmonic.astype(np.float32), scale=iod,
-               roll=roll.astype(np.float32), vertical_gain=eye_gain.astype(np.float32),
+               roll=roll.astype(np.float32), vertical_gain=vertical.astype(np.float32),
                rise_gain=rise.astype(np.float32),
                sideways_gain=sideways.astype(np.float32),
                pivot=pivot.astype(np.float32),
