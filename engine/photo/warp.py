@@ -3,10 +3,10 @@ interior where the lips part, numpy + OpenCV (torch-free).
 
 For every output pixel inside a destination triangle, the triangle's affine map (destination -> rest position)
 gives the photo pixel to sample (cv2.remap, bilinear); pixels outside the ring are the photo's own. The map is
-continuous across shared edges, so the warp cannot tear. Pixels of the mouth-opening triangles show a mouth
-interior instead: dark cavity shading (darkest at the centre) with the upper and lower teeth as bands under and
-over the lips, blended with a soft edge. With the rest vertices as destination the warp returns the photo
-exactly (tested).
+continuous across shared edges, so the warp cannot tear. Where the lips part further than in the photo,
+the mouth opening shows a mouth interior (`mouth_interior`): the photo's own teeth carried by the lips,
+a cavity in the new gap, drawn teeth for photos whose lips are closed. With the rest vertices as destination
+the warp returns the photo exactly (tested).
 """
 
 from __future__ import annotations
@@ -78,50 +78,104 @@ def warp_frame(photo: np.ndarray, rest: np.ndarray, dst: np.ndarray, tris: np.nd
     my = a[:, 3][safe] * xs + a[:, 4][safe] * ys + a[:, 5][safe]
     region = cv2.remap(photo, mx.astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)
-    if mouth.any():
-        # how much of the mouth opening is new: 0 at rest (the photo's own mouth exactly), -> 1 wide open
-        opened = float(np.clip(1.0 - src_area[mouth].sum() / max(dst_area[mouth].sum(), 1e-9), 0.0, 1.0))
-        if opened > 0:
-            mouth_ids = np.r_[mouth, False]
-            m = mouth_ids[safe]
-            rows, cols = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
-            if len(rows):                                       # paint within the opening's box only
-                r0, r1 = max(rows[0] - 2, 0), rows[-1] + 3
-                c0, c1 = max(cols[0] - 2, 0), cols[-1] + 3
-                region[r0:r1, c0:c1] = _mouth_interior(region[r0:r1, c0:c1], m[r0:r1, c0:c1], opened, dst,
-                                                       mouth_chains, iod, (x0 + c0, y0 + r0))
+    if mouth.any() and mouth_chains is not None and dst_area[mouth].sum() > src_area[mouth].sum() + MIN_AREA:
+        mouth_ids = np.r_[mouth, False]
+        m = mouth_ids[safe]
+        rows, cols = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
+        if len(rows):                                           # paint within the opening's box only
+            r0, r1 = max(rows[0] - 2, 0), rows[-1] + 3
+            c0, c1 = max(cols[0] - 2, 0), cols[-1] + 3
+            region[r0:r1, c0:c1] = mouth_interior(photo, region[r0:r1, c0:c1], m[r0:r1, c0:c1], dst, rest,
+                                                  mouth_chains, iod, (x0 + c0, y0 + r0),
+                                                  face_light(photo, rest, mouth_chains, iod))
     out[y0:y1, x0:x1] = region
     return out
 
 
-def _mouth_interior(region: np.ndarray, mask: np.ndarray, opened: float, dst: np.ndarray, chains,
-                    iod: float, origin: tuple[int, int]) -> np.ndarray:
-    """Paint the cavity and teeth into `region` where `mask` (the mouth opening) is set, with opacity `opened`
-    (0 keeps the photo's own mouth)."""
+def face_light(photo: np.ndarray, rest: np.ndarray, chains, iod: float) -> float:
+    """The photo's lit skin level (0..255): the 90th percentile of luma over the upper lip, nose and inner cheeks
+    (from the mouth corners' width, between 0.15 and 0.9 interocular distances above the mouth at rest). The
+    drawn teeth are no brighter than the photo's own light allows."""
+    if chains is None:
+        return 200.0
+    up = chains[0]
+    x0, x1 = float(rest[up[0], 0]), float(rest[up[-1], 0])
+    y = float(rest[up, 1].min())
+    H, W = photo.shape[:2]
+    c0, c1 = int(np.clip(np.floor(min(x0, x1)), 0, W)), int(np.clip(np.ceil(max(x0, x1)) + 1, 0, W))
+    r0, r1 = int(np.clip(np.floor(y - 0.9 * iod), 0, H)), int(np.clip(np.ceil(y - 0.15 * iod) + 1, 0, H))
+    patch = photo[r0:r1, c0:c1].reshape(-1, 3).astype(np.float32)
+    if len(patch) < 4:
+        return 200.0
+    return float(np.percentile(patch @ np.array([0.299, 0.587, 0.114], np.float32), 90))
+
+
+def _lip_line(chain: np.ndarray, pts: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The y of a lip chain (vertex ids) at columns x, by linear interpolation along the chain's x order."""
+    xy = pts[chain]
+    order = np.argsort(xy[:, 0], kind="stable")
+    return np.interp(x, xy[order, 0], xy[order, 1])
+
+
+def mouth_interior(photo: np.ndarray, region: np.ndarray, mask: np.ndarray, dst: np.ndarray, rest: np.ndarray,
+                   chains, iod: float, origin: tuple[int, int], light: float = 200.0) -> np.ndarray:
+    """The mouth opening's pixels (`mask` over `region`, whose top-left pixel is `origin` in the output) for lips
+    at `dst` whose rest position is `rest`.
+
+    What the photo shows between its lips at rest (teeth, a dark gap, nothing for closed lips) is split at its
+    middle: the upper half moves with the upper lip and the lower half with the lower lip, unstretched, so a
+    smiling photo's own teeth stay teeth. The new gap between them is a cavity: the lips' colour darkened,
+    darkest at its centre. Where the photo shows no teeth of its own, drawn teeth appear at the top of the
+    cavity (and at its bottom once the mouth is well open): across the middle of the mouth only, tapering to
+    nothing before the corners, lit at most as brightly as the photo's skin (`light`), darker towards the
+    corners and under the lip's shadow, with anti-aliased edges. With the lips at rest the result is the photo.
+    """
     import cv2
 
-    m = mask.astype(np.uint8)
-    dist = cv2.distanceTransform(m, cv2.DIST_L2, 3)            # depth into the opening, pixels
-    depth = np.clip(dist / max(dist.max(), 1.0), 0, 1)[..., None]
+    up, lo = chains
+    x0, y0 = origin
+    h, w = region.shape[:2]
+    cols = np.arange(w, dtype=np.float64) + x0
+    left, right = float(dst[up[0], 0]), float(dst[up[-1], 0])
+    u = np.clip((cols - left) / max(right - left, 1e-6), 0, 1)        # 0 .. 1 corner to corner
+    xr = float(rest[up[0], 0]) + u * float(rest[up[-1], 0] - rest[up[0], 0])   # the same place on the rest lips
+    upper_y, lower_y = _lip_line(up, dst, cols), _lip_line(lo, dst, cols)
+    half0 = np.maximum(_lip_line(lo, rest, xr) - _lip_line(up, rest, xr), 0) / 2   # (w,) half the rest gap
+    rest_upper = _lip_line(up, rest, xr)
+    rows = np.arange(h, dtype=np.float64)[:, None] + y0
+    d_up, d_lo = rows - upper_y, lower_y - rows                       # (h, w) px below the upper / above the lower
+    from_up = d_up <= d_lo
+    src_y = np.where(from_up, rest_upper + np.minimum(d_up, half0), rest_upper + 2 * half0 - np.minimum(d_lo, half0))
+    src_x = np.broadcast_to(xr, (h, w))
+    own = cv2.remap(photo, src_x.astype(np.float32), src_y.astype(np.float32), cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    # the new gap: rows farther than half the rest gap from both lips; a pixel's coverage by it (anti-aliased)
+    beyond = np.minimum(d_up, d_lo) - half0
+    cav = np.clip(np.minimum(rows + 0.5, lower_y - half0) - np.maximum(rows - 0.5, upper_y + half0), 0, 1) * mask
     lip = region[mask].astype(np.float32).mean(0) if mask.any() else CAVITY
-    shade = (0.55 * CAVITY + 0.45 * 0.35 * lip) * (1.0 - 0.45 * depth)
-    layer = np.broadcast_to(shade, region.shape).astype(np.float32).copy()
-    if chains is not None:
-        up, lo = chains
-        x0, y0 = origin
-        cols = np.arange(region.shape[1]) + x0
-        upper_y = np.interp(cols, dst[up, 0], dst[up, 1]) - y0           # (w,) inner upper lip per column
-        lower_y = np.interp(cols, dst[lo, 0], dst[lo, 1]) - y0
-        gap = np.maximum(lower_y - upper_y, 0)
-        rows = np.arange(region.shape[0])[:, None]
-        t_up = np.minimum(0.10 * iod, 0.40 * gap)                         # upper teeth show most
-        t_lo = np.minimum(0.06 * iod, 0.22 * gap)
-        teeth = ((rows - upper_y) < t_up) | ((lower_y - rows) < t_lo)
-        teeth &= mask
-        shade_t = TEETH * (0.82 + 0.18 * (1 - depth[..., 0]))[..., None]
-        layer[teeth] = shade_t[teeth]
-    alpha = (cv2.GaussianBlur(m.astype(np.float32), (3, 3), 0.8) * opened * (m > 0))[..., None]
-    return (region * (1 - alpha) + layer * alpha).clip(0, 255).astype(np.uint8)
+    gap_new = np.maximum(lower_y - upper_y - 2 * half0, 0)            # (w,) px
+    depth = np.clip(beyond / np.maximum(gap_new / 2, 1.0), 0, 1)[..., None]
+    layer = np.broadcast_to((0.55 * CAVITY + 0.45 * 0.35 * lip), (h, w, 3)) * (1.0 - 0.45 * depth)
+    drawn = float(np.clip(1 - 2 * half0.max() / (0.1 * iod), 0, 1))  # photo's own teeth shown -> none drawn
+    if drawn > 0:
+        taper = np.sqrt(np.clip(1 - ((2 * u - 1) / 0.78) ** 2, 0, 1))  # no teeth in the outer ~quarter
+        t_up = np.minimum(0.09 * iod, 0.42 * gap_new) * taper          # upper teeth show most
+        t_lo = np.clip(0.25 * (gap_new - 0.12 * iod), 0, 0.045 * iod) * taper
+        b_up, b_lo = d_up - half0, d_lo - half0                       # px into the new gap from each side
+        cover_up = np.clip(t_up - b_up + 0.5, 0, 1) * (b_up > -0.5)
+        cover_lo = np.clip(t_lo - b_lo + 0.5, 0, 1) * (b_lo > -0.5)
+        cover = np.maximum(cover_up, cover_lo) * drawn
+        level = float(np.clip(0.3 + 0.75 * light / 255.0, 0.45, 1.0))
+        upper = cover_up >= cover_lo
+        t_rel = np.where(upper, np.clip(b_up / np.maximum(t_up, 1e-6), 0, 1),
+                         np.clip(b_lo / np.maximum(t_lo, 1e-6), 0, 1))
+        lit = (0.68 + 0.32 * np.sqrt(t_rel)) * (0.72 + 0.28 * taper) * np.where(upper, 1.0, 0.8)
+        layer = layer * (1 - cover[..., None]) + (TEETH * level * lit[..., None]) * cover[..., None]
+    inner = own * (1 - cav[..., None]) + layer * cav[..., None]
+    sigma = max(0.8, 0.012 * iod)
+    k = 2 * int(np.ceil(2 * sigma)) + 1
+    alpha = (cv2.GaussianBlur(mask.astype(np.float32), (k, k), sigma) * mask)[..., None]
+    return np.rint(region * (1 - alpha) + inner * alpha).clip(0, 255).astype(np.uint8)
 
 
 class FlowWarp:
@@ -143,6 +197,7 @@ class FlowWarp:
 
         self.photo, self.rest = photo, rest.astype(np.float64)
         self.chains, self.iod, self.iterations = mouth_chains, float(iod), int(iterations)
+        self.light = face_light(photo, self.rest, mouth_chains, self.iod)
         H, W = photo.shape[:2]
         lo = np.floor(self.rest.min(0)).astype(int) - stride
         hi = np.ceil(self.rest.max(0)).astype(int) + stride
@@ -212,8 +267,7 @@ class FlowWarp:
         rest_poly = np.concatenate([self.rest[up], self.rest[lo][::-1][1:-1]])
         a_dst = abs(cv2.contourArea(poly.astype(np.float32)))
         a_rest = abs(cv2.contourArea(rest_poly.astype(np.float32)))
-        opened = float(np.clip(1.0 - a_rest / max(a_dst, 1e-9), 0.0, 1.0))
-        if opened <= 0 or a_dst < MIN_AREA:
+        if a_dst <= a_rest + MIN_AREA:                             # not opened past rest: the warp's own pixels
             return region
         lo_xy = np.floor(poly.min(0)).astype(int) - 2 - [self.x0, self.y0]
         hi_xy = np.ceil(poly.max(0)).astype(int) + 3 - [self.x0, self.y0]
@@ -227,6 +281,6 @@ class FlowWarp:
                      lineType=cv2.LINE_8, shift=shift)
         if m.any():
             region = region.copy()
-            region[r0:r1, c0:c1] = _mouth_interior(region[r0:r1, c0:c1], m > 0, opened, dst, self.chains, self.iod,
-                                                   (self.x0 + c0, self.y0 + r0))
+            region[r0:r1, c0:c1] = mouth_interior(self.photo, region[r0:r1, c0:c1], m > 0, dst, self.rest,
+                                                  self.chains, self.iod, (self.x0 + c0, self.y0 + r0), self.light)
         return region
