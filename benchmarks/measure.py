@@ -205,7 +205,7 @@ def matmul_peak(sizes=(256, 512, 1024), repeats: int = 3, device: str = "cpu") -
 
 def matmul_peak_ort(sizes=(256, 512, 1024), repeats: int = 3, threads: int | None = None) -> dict | None:
     """`matmul_peak` for ONNX Runtime (CPU): a one-node MatMul graph (float32, dynamic sizes) in a session with
-    the ORT backend's options (full graph optimisation, sequential, `threads` intra-op threads). None when the
+    the ORT backend's options (engine/ort_backend.session_options, `threads` intra-op threads). None when the
     `onnx` package (needed to write the graph) or onnxruntime is missing."""
     try:
         import onnx
@@ -219,12 +219,9 @@ def matmul_peak_ort(sizes=(256, 512, 1024), repeats: int = 3, threads: int | Non
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul_peak", [a_in, b_in], [c_out])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, 9)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = int(threads or 0)
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    from ..engine.ort_backend import session_options
+
+    sess = ort.InferenceSession(model.SerializeToString(), session_options(threads), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
 
     def run_of(n):

@@ -5,9 +5,11 @@ checks the manifest against the config and weights (engine/onnx_manifest.py), fe
 initializers from the checkpoint and the MiniLM package at load time (SessionOptions.add_external_initializers),
 and runs one InferenceSession per component.
 
-Session options are chosen for latency: sequential execution, `threads` intra-op threads (inter-op 1),
-graph optimisation level ALL, the CPU memory arena and memory patterns on (the pipeline's shapes repeat
-chunk after chunk). Execution providers: TensorRT, CUDA, then CPU, in that order where the installed
+Session options are chosen for latency (`session_options`): sequential execution, `threads` intra-op threads
+(inter-op 1), graph optimisation level ALL, the CPU memory arena and memory patterns on (the pipeline's shapes
+repeat chunk after chunk), and no spinning: each component has its own session and thread pool, and a pool
+that spins after its run (ORT's default) holds the cores the next component's pool needs; on 2 cores with 2
+threads the demo ran at RTF 0.87 spinning and 0.58 not (benchmarks/RESULTS.md). Execution providers: TensorRT, CUDA, then CPU, in that order where the installed
 onnxruntime has them (`providers=` overrides).
 
 Inputs are checked against the contract before ORT sees them: a wrong dtype, rank or size is a one-line
@@ -67,6 +69,25 @@ def _load_sources(manifest: dict, folder: Path, weights: Path | None) -> dict[st
     return out
 
 
+def session_options(threads: int | None = None, spin: bool = False):
+    """The SessionOptions every ORT session of the engine uses (see the module docstring). `threads` None or 0:
+    ORT's default (one per core). `spin` True keeps ORT's spinning pool threads (lower latency for a single
+    session that runs back to back, at the cost of cores held idle)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = int(threads or 0)
+    opts.inter_op_num_threads = 1
+    opts.enable_cpu_mem_arena = True
+    opts.enable_mem_pattern = True
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+    return opts
+
+
 class OrtBackend:
     """ONNX Runtime over an export folder. `components` defaults to the runtime ones in the manifest."""
 
@@ -74,7 +95,7 @@ class OrtBackend:
 
     def __init__(self, folder: str | Path, cfg: ModelConfig, weights: str | Path | None = None,
                  threads: int | None = None, providers: list[str] | None = None, verify_files: bool = True,
-                 components: list[str] | None = None, precision: str = "fp32"):
+                 components: list[str] | None = None, precision: str = "fp32", spin: bool = False):
         import onnxruntime as ort
 
         from ..export.specs import component_specs
@@ -96,14 +117,7 @@ class OrtBackend:
                  if n in self.manifest["components"] and (components is None or n in components)]
         for name in names:
             entry = component_entry(self.manifest, name, precision)
-            opts = ort.SessionOptions()
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            opts.intra_op_num_threads = int(threads or 0)
-            opts.inter_op_num_threads = 1
-            opts.enable_cpu_mem_arena = True
-            opts.enable_mem_pattern = True
-            opts.log_severity_level = 3
+            opts = session_options(threads, spin)
             fed = fed_initializers(self.manifest, name, sources, self.folder / "manifest.json", precision)
             if fed:
                 values = [ort.OrtValue.ortvalue_from_numpy(v) for v in fed.values()]
