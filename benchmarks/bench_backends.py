@@ -1,6 +1,6 @@
 """ONNX Runtime vs eager torch, per component and end to end on the shipped demo checkpoint, side by side.
 
-    python -m instructavatar.benchmarks.bench_backends --threads 1,2 --seconds 4 --repeats 7 [--no-int8]
+    python -m instructavatar.benchmarks.bench_backends --threads 1,2 --seconds 4 --repeats 7 [--no-int8] [--spin]
 
 Per component (`time_components(backend, cfg)`, importable: the bench command calls it), each through the
 `Backend` interface (numpy in and out, as the pipeline calls it) in the steady streaming shapes: one
@@ -9,6 +9,8 @@ one guided denoiser step (2 rows: instruction + neutral), the chunk's new frames
 portrait through the appearance and keyframe encoders. Medians over `repeats` after one warm-up call.
 End to end (`time_end_to_end`): `Pipeline.generate` on the demo portrait and speech with a guided instruction;
 RTF = wall seconds / audio seconds. Every backend and thread count runs in one process, one after another.
+`--spin` adds ORT with ORT's default spinning pool threads ("ort-spin"), the engine's sessions do not spin
+(engine/ort_backend.session_options): what that choice buys, side by side.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--e2e-repeats", type=int, default=2)
     ap.add_argument("--no-int8", action="store_true", help="skip ORT with the shipped int8 decoder")
+    ap.add_argument("--spin", action="store_true", help="also ORT with spinning pool threads (ORT's default)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
@@ -124,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         pipes = {f"{label}@{threads}": load_pipeline("demo", backend="torch" if label == "torch" else "ort",
                                                       threads=threads, announce=lambda m: None, **extra)
                  for label, extra in variants}
+        if args.spin:
+            from ..engine.loader import DEMO_WEIGHTS
+            from ..engine.ort_backend import OrtBackend
+
+            p = load_pipeline("demo", backend="ort", threads=threads, announce=lambda m: None)
+            p.backend = OrtBackend(p.backend.folder, p.cfg, weights=DEMO_WEIGHTS, threads=threads, spin=True)
+            pipes[f"ort-spin@{threads}"] = p
         if "torch" in pipes[f"torch@{threads}"].backend.__class__.__module__:
             import torch
 

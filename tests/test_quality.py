@@ -262,3 +262,35 @@ def test_bad_forms_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
         Q.main(["paraphrase", "--forms", "graded,limerick"])
     assert exc.value.code == 2 and "--forms 'graded,limerick': expected" in capsys.readouterr().err
+
+
+def test_precision_table_runs_fp32_and_int8_on_the_same_clips_and_pairs_them(monkeypatch):
+    import instructavatar.engine.loader as L
+
+    loaded, runs = [], []
+
+    class Pipe:
+        cfg = type("Cfg", (), {"stream": type("S", (), {"chunk_frames": 10})()})()
+
+    def fake_load(config, **kw):
+        loaded.append((kw["backend"], kw["precision"]))
+        return Pipe()
+
+    per_row = {"fp32": [0.5, 0.25, None], "int8": [0.5, 0.75, 0.4]}
+
+    def fake_run(name, clips, produce, ev, chunk, probe=None, log=print):
+        runs.append((name, len(clips)))
+        prec = "int8" if "int8" in name else "fp32"
+        return Q.SystemResult(name, {"au_f1": 0.0}, [{"au_f1": v} for v in per_row[prec]], 1.0, 1)
+
+    monkeypatch.setattr(L, "load_pipeline", fake_load)
+    monkeypatch.setattr(Q, "run_system", fake_run)
+    monkeypatch.setattr(Q, "_ours", lambda pipe: "ours")
+    monkeypatch.setattr(Q, "model_output", lambda pipe, text_of, size, n: None)
+    args = type("A", (), {"sample_seeds": 3, "weights": None, "steps": None, "threads": 1, "guidance": None})()
+    text, _ = Q.table_precision(args, ["c0"], None, 128, None)
+    assert loaded == [("ort", "fp32"), ("ort", "int8")]
+    assert [n for _, n in runs] == [3, 3]                       # one clip x 3 seeds, both rows
+    # paired over the samples both rows scored: (0.5 - 0.5 + 0.75 - 0.25) / 2
+    assert "AU_F1: int8 - fp32 = +0.2500 over 2 paired clip samples" in text
+    assert "1 samples differ" in text
