@@ -93,6 +93,10 @@ BACKENDS = ("auto", "ort", "torch", "torch-cuda", "trt")
 AUTO_ORDER = ("trt", "torch-cuda", "ort", "torch")
 BACKEND_LIBRARY = {"ort": "onnxruntime", "torch": "torch", "torch-cuda": "torch", "trt": "tensorrt"}
 GPU_BACKENDS = ("torch-cuda", "trt")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")   # what `--precision` may ask; each backend says which it runs
+PRECISION_HELP = ("torch / torch-cuda: the weights' precision (torch-cuda default bf16); trt: fp16 engines by "
+                  "default; ort: fp32 (default) or int8 (the export's int8 graphs, today the decoder: quality cost in "
+                  "benchmarks/RESULTS.md)")
 
 
 def nvidia_gpu_present() -> bool:

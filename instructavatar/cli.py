@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .engine.backend import PRECISION_HELP, PRECISIONS
 
 EXIT_INPUT = 1
 EXIT_USAGE = 2
@@ -401,8 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", default="auto",
                    help="ort (ONNX Runtime, torch-free), torch, torch-cuda (CUDA graphs), trt (TensorRT), or auto: "
                         "the fastest present (default auto; docs/gpu.md)")
-    r.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
-                   help="torch-cuda/torch weights precision (torch-cuda default bf16); trt: fp16 engines by default")
+    r.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
     r.add_argument("--export-dir", default=None,
                    help="ONNX export folder for --backend ort, with TensorRT engines in its trt/ for --backend trt")
     r.add_argument("--clip-weights", help="CLIP ViT-L/14 text weights for --config paper")

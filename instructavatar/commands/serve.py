@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from ..engine.backend import PRECISION_HELP, PRECISIONS  # numpy only: keeps the parser import-light
 from ..server.limits import SERVE_DEFAULT_CHUNK_FRAMES  # a dataclass module: keeps the parser import-light
 
 
@@ -23,6 +24,7 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the config's)")
     p.add_argument("--guidance", type=float, default=None, help="instruction guidance (default: the config's)")
     p.add_argument("--threads", type=int, default=None, help="compute threads of the model worker")
+    p.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--chunk-frames", type=int, default=SERVE_DEFAULT_CHUNK_FRAMES,
@@ -71,7 +73,8 @@ def cmd_serve(args) -> int:
         except ValueError as e:
             raise UsageError(f"--{e}".replace("--chunk_frames", "--chunk-frames")) from None
     pipeline = load_pipeline(args.config, weights=args.weights, random_weights=args.random_weights,
-                             backend=args.backend, steps=args.steps, threads=args.threads, guidance=args.guidance)
+                             backend=args.backend, steps=args.steps, threads=args.threads, guidance=args.guidance,
+                             precision=args.precision)
     name = getattr(pipeline.backend, "name", "?")
 
     def announce(port: int) -> None:

@@ -46,3 +46,22 @@ def test_int8_needs_int8_graphs(demo_export, tmp_path):
     (folder / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ExportMismatchError, match="no int8 graphs"):
         OrtBackend(folder, get_config("demo"), weights=DEMO_WEIGHTS, precision="int8")
+
+
+def test_render_and_serve_take_int8(demo_export, tmp_path, capsys, monkeypatch):
+    """`--precision int8` reaches the ORT backend from both commands; a torch backend refuses it in one line."""
+    import instructavatar.server.app as app
+    from instructavatar.cli import main
+    from instructavatar.demo import DEMO_PORTRAIT
+
+    out = tmp_path / "clip.mp4"
+    assert main(["render", "--image", str(DEMO_PORTRAIT), "--seconds", "0.4", "--threads", "1", "--precision",
+                 "int8", "--out", str(out), "--quiet"]) == 0 and out.stat().st_size > 1000
+    assert main(["render", "--image", str(DEMO_PORTRAIT), "--seconds", "0.4", "--backend", "torch", "--precision",
+                 "int8", "--out", str(tmp_path / "t.mp4"), "--quiet"]) == 2
+    assert "int8: --backend ort" in capsys.readouterr().err
+    served = []
+    monkeypatch.setattr(app, "run_server", lambda pipeline, *a, **k: served.append(pipeline))
+    assert main(["serve", "--precision", "int8", "--threads", "1", "--port", "0"]) == 0
+    assert served[0].backend.name == "ort" and served[0].backend.precision == "int8"
+    assert served[0].backend.sessions["decoder"]._model_path.endswith("decoder.int8.onnx")
