@@ -140,7 +140,8 @@ def chunk_cost(pipe, chunk_list=(2, 4, 6, 10), seconds: float = 2.0) -> list[dic
 
 
 def bench_server(config: str = "demo", backend: str = "auto", quick: bool = False, threads: int | None = None,
-                 seconds: float | None = None, chunk_list=(2, 4, 6, 10), max_sessions: int = 6) -> dict:
+                 seconds: float | None = None, chunk_list=(2, 4, 6, 10), max_sessions: int = 6,
+                 precision: str | None = None) -> dict:
     from ..engine.loader import load_pipeline
     from ..server.app import ServerThread
     from ..server.limits import SERVE_DEFAULT_CHUNK_FRAMES, ServerLimits
@@ -148,8 +149,9 @@ def bench_server(config: str = "demo", backend: str = "auto", quick: bool = Fals
     seconds = seconds or (3.0 if quick else 8.0)
     t0 = time.perf_counter()
     pipe = load_pipeline(config, backend=backend, threads=threads, random_weights=(config != "demo"),
-                         announce=lambda m: None)
+                         announce=lambda m: None, precision=precision)
     report = {"config": config, "backend": getattr(pipe.backend, "name", backend), "threads": threads,
+              "precision": precision or "fp32",
               "steps": pipe.sampler.num_steps, "seconds_per_run": seconds, "load_s": round(time.perf_counter() - t0, 2)}
     limits = ServerLimits(stats_interval_s=0, max_sessions=max_sessions + 1,
                           default_chunk_frames=SERVE_DEFAULT_CHUNK_FRAMES)          # what `serve` uses
@@ -190,6 +192,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="demo")
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--precision", default=None, help="as `serve --precision` (ort: fp32 or int8)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seconds", type=float, default=None, help="audio per run (default 8; --quick 3)")
     ap.add_argument("--max-sessions", type=int, default=6)
@@ -209,7 +212,8 @@ def main(argv=None) -> int:
             with open(args.json, "w") as f:
                 json.dump(r, f, indent=1)
         return 0
-    r = bench_server(args.config, args.backend, args.quick, args.threads, args.seconds, max_sessions=args.max_sessions)
+    r = bench_server(args.config, args.backend, args.quick, args.threads, args.seconds, max_sessions=args.max_sessions,
+                     precision=args.precision)
     r["machine"] = machine_info()
     print(json.dumps(r["summary"], indent=1))
     print("sweep:", json.dumps(r["sweep"]))
