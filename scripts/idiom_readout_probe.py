@@ -3,6 +3,8 @@ more train idioms help? A ridge read-out of the level (1-3) from the pooled embe
 (avatarworld/phrasings.py), fitted on 900 train-split texts, scored on 300 held-out-split texts (held-out idioms
 and patterns), without and with 20 extra train idioms per level (EXTRA, written for this test; none is a
 held-out item or a near copy of one). A proxy for the generator, which reads the same embeddings.
+Then the intensity phrase alone, cut out of its instruction: each held-out idiom and hedge embedded by itself,
+given the level of the nearest train phrase of its list (cosine) and of the nearest level centroid.
 
     python scripts/idiom_readout_probe.py
 """
@@ -82,6 +84,21 @@ def main() -> int:
                 if sel.any():
                     print(f"    level {level} {idiom!r}: read as levels 1/2/3",
                           np.bincount(pred[sel], minlength=4)[1:].tolist())
+    unit = lambda e: e / np.linalg.norm(e, axis=1, keepdims=True)  # noqa: E731
+    for name, lists in (("idiom", P.INTENSITY_IDIOMS), ("hedge", P.HEDGES)):
+        refs = {lv: unit(pooled_embeddings(pipe, [(t, lv) for t in P._split(lists[lv], "train")])[0])
+                for lv in lists}
+        right = total = 0
+        for level in lists:
+            for phrase in P._split(lists[level], "heldout"):
+                e = unit(pooled_embeddings(pipe, [(phrase, level)])[0])[0]
+                nearest = max(refs, key=lambda lv: float((refs[lv] @ e).max()))
+                centroid = max(refs, key=lambda lv: float(unit(refs[lv].mean(0, keepdims=True))[0] @ e))
+                right += centroid == level
+                total += 1
+                print(f"    {name} alone, level {level} {phrase!r}: nearest train phrase's level {nearest}, "
+                      f"nearest centroid's {centroid}")
+        print(f"{name} phrases alone: held-out level by centroid {right}/{total}")
     return 0
 
 
