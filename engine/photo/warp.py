@@ -140,8 +140,8 @@ def mouth_interior(photo: np.ndarray, region: np.ndarray, mask: np.ndarray, dst:
     u = np.clip((cols - left) / max(right - left, 1e-6), 0, 1)        # 0 .. 1 corner to corner
     xr = float(rest[up[0], 0]) + u * float(rest[up[-1], 0] - rest[up[0], 0])   # the same place on the rest lips
     upper_y, lower_y = _lip_line(up, dst, cols), _lip_line(lo, dst, cols)
-    half0 = np.maximum(_lip_line(lo, rest, xr) - _lip_line(up, rest, xr), 0) / 2   # (w,) half the rest gap
     rest_upper = _lip_line(up, rest, xr)
+    half0 = np.maximum(_lip_line(lo, rest, xr) - rest_upper, 0) / 2   # (w,) half the rest gap
     rows = np.arange(h, dtype=np.float64)[:, None] + y0
     d_up, d_lo = rows - upper_y, lower_y - rows                       # (h, w) px below the upper / above the lower
     from_up = d_up <= d_lo
