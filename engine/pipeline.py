@@ -52,6 +52,7 @@ from .ddim import DDIMSampler
 from .media import image_io
 from .media.image_io import load_portrait, to_frames, to_model_input
 from .tokenizer import InstructionTokenizer
+from .instruction_reader import InstructionReader, ReaderTable, Reading, pipeline_encoder
 from .understanding import ReferenceTable, Understanding, understand
 
 DEFAULT_INSTRUCTION = "Talk with a neutral expression."
@@ -298,6 +299,11 @@ class Pipeline:
         self.scale = cfg.diffusion.latent_scale
         # the demo's instruction reference (engine/understanding.py): what an instruction is taken to mean
         self.reference = ReferenceTable.load() if cfg.name == "demo" else None
+        # ... and its reader of instructions as people type them (engine/instruction_reader.py, issue 28):
+        # intensity said by an idiom, a hedge or exclaiming is restated in the world's words before encoding.
+        # None = every instruction goes to the generator as typed.
+        reader_table = ReaderTable.load() if cfg.name == "demo" else None
+        self.reader = None if reader_table is None else InstructionReader(reader_table, pipeline_encoder(self))
 
     # -- sizes ----------------------------------------------------------------------------------------
     @property
@@ -332,6 +338,8 @@ class Pipeline:
                         grayscale=image_io.is_grayscale(rgb))
 
     def encode_instruction(self, text: str | None, keyframe: np.ndarray) -> tuple[InstructionTensors, str, list[str]]:
+        """Text -> the generator's instruction tensors for one portrait's keyframe, the text as typed, warnings.
+        The demo first reads the text (`read_instruction`): a restated instruction is what gets encoded."""
         text = DEFAULT_INSTRUCTION if text is None else text
         tokens = self.tokenizer([text])
         warnings = []
@@ -339,18 +347,41 @@ class Pipeline:
             warnings.append(f"instruction truncated to {self.tokenizer.context} tokens")
         with _timed(self.timings, "text"):
             emb, pooled = self.backend.encode_text(tokens.ids, tokens.mask)
+            u = understand(self.reference, self.tokenizer, tokens.ids[0], tokens.mask[0], pooled[0])
+            reading = self._read(text)
+            if reading is not None:
+                tokens = self.tokenizer([reading.restated])
+                emb, pooled = self.backend.encode_text(tokens.ids, tokens.mask)
             inst = self.backend.condition(emb, tokens.mask, pooled, keyframe)
-        u = understand(self.reference, self.tokenizer, tokens.ids[0], tokens.mask[0], pooled[0])
         if u is not None:                                  # unreadable or unlike anything trained on
             warnings.extend(u.warnings)
         return inst, text, warnings
 
+    def _read(self, text: str) -> Reading | None:
+        if self.reader is None or text == DEFAULT_INSTRUCTION:
+            return None
+        return self.reader.read(text)
+
+    def read_instruction(self, text: str | None) -> Reading | None:
+        """How the demo's reader restates `text` before encoding (engine/instruction_reader.py), or None when
+        the text goes to the generator as typed (no reader, a neutral or world-style instruction, no idiom,
+        hedge or exclaiming found)."""
+        if text is None or self.reader is None:
+            return None
+        return self._read(text)
+
     def understand(self, text: str | None) -> Understanding | None:
         """What the model takes `text` to mean: the nearest trained behaviour and its similarity, the share of
         unknown tokens (engine/understanding.py). None when the config ships no reference table."""
+        text = DEFAULT_INSTRUCTION if text is None else text
+        u = self._nearest(text)
+        reading = None if u is None else self._read(text)
+        return u if reading is None else u.with_reading(reading)
+
+    def _nearest(self, text: str) -> Understanding | None:
         if self.reference is None:
             return None
-        tokens = self.tokenizer([DEFAULT_INSTRUCTION if text is None else text])
+        tokens = self.tokenizer([text])
         pooled = self.backend.encode_text(tokens.ids, tokens.mask)[1]
         return understand(self.reference, self.tokenizer, tokens.ids[0], tokens.mask[0], pooled[0])
 

@@ -48,6 +48,7 @@ class Understanding:
     second_similarity: float | None
     unknown_fraction: float        # share of the instruction's tokens the tokenizer could not read ([UNK])
     intensity: object | None = None    # issue 28: engine/intensity_read.IntensityRead, when read
+    reading: object | None = None      # issue 28: engine/instruction_reader.Reading, when restated
 
     @property
     def warnings(self) -> list[str]:
@@ -68,10 +69,15 @@ class Understanding:
         text += f" (similarity {self.similarity:.2f}, like \"{self.nearest}\")"
         if self.second is not None and self.second_similarity is not None:
             text += f"; next: {self.second} ({self.second_similarity:.2f})"
+        if self.reading is not None and hasattr(self.reading, "describe"):
+            text += f"; {self.reading.describe()}"
         return text
 
     def with_intensity(self, intensity) -> Understanding:
         return replace(self, intensity=intensity)
+
+    def with_reading(self, reading) -> Understanding:
+        return replace(self, reading=reading)
 
 
 @dataclass(frozen=True)

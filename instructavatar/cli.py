@@ -173,6 +173,8 @@ def cmd_render(args) -> int:
     except (WeightLoadError, SafetensorError) as e:       # only the CLIP file is read outside WeightsError
         raise InputError(f"cannot load CLIP weights {args.clip_weights}: {_one_line(e)}") from None
     load_s = time.perf_counter() - t0
+    if args.as_typed:
+        pipeline.reader = None
 
     # Checked before rendering so the warning comes first (generate(warnings=...) reports it only after).
     if pipeline.tokenizer([instruction]).truncated[0]:
@@ -403,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ort (ONNX Runtime, torch-free), torch, torch-cuda (CUDA graphs), trt (TensorRT), or auto: "
                         "the fastest present (default auto; docs/gpu.md)")
     r.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
+    r.add_argument("--as-typed", action="store_true",
+                   help="give the generator the instruction as typed: no restating of intensity said by an idiom, "
+                        "a hedge or exclaiming (engine/instruction_reader.py)")
     r.add_argument("--export-dir", default=None,
                    help="ONNX export folder for --backend ort, with TensorRT engines in its trt/ for --backend trt")
     r.add_argument("--clip-weights", help="CLIP ViT-L/14 text weights for --config paper")

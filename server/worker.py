@@ -82,6 +82,10 @@ def _understood(pipeline: Pipeline, text: str, warnings: list[str]) -> Any:
     for name in ("label", "similarity", "nearest", "second", "second_similarity", "unknown_fraction"):
         v = getattr(u, name, None)
         out[name] = round(v, 4) if isinstance(v, float) else v
+    reading = getattr(u, "reading", None)
+    if reading is not None:                  # issue 28: intensity said by an idiom, hedge or "!", restated
+        out["read"] = {"emotion": reading.emotion, "level": reading.level, "cue": reading.cue,
+                       "restated": reading.restated}
     if hasattr(u, "describe"):
         out["description"] = u.describe()
     return out

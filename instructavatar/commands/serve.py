@@ -25,6 +25,9 @@ def register(sub) -> None:
     p.add_argument("--guidance", type=float, default=None, help="instruction guidance (default: the config's)")
     p.add_argument("--threads", type=int, default=None, help="compute threads of the model worker")
     p.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
+    p.add_argument("--as-typed", action="store_true",
+                   help="give the generator every instruction as typed: no restating of intensity said by an idiom, "
+                        "a hedge or exclaiming (engine/instruction_reader.py)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--chunk-frames", type=int, default=SERVE_DEFAULT_CHUNK_FRAMES,
@@ -75,6 +78,8 @@ def cmd_serve(args) -> int:
     pipeline = load_pipeline(args.config, weights=args.weights, random_weights=args.random_weights,
                              backend=args.backend, steps=args.steps, threads=args.threads, guidance=args.guidance,
                              precision=args.precision)
+    if args.as_typed:
+        pipeline.reader = None
     name = getattr(pipeline.backend, "name", "?")
 
     def announce(port: int) -> None:
