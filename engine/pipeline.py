@@ -348,7 +348,7 @@ class Pipeline:
         with _timed(self.timings, "text"):
             emb, pooled = self.backend.encode_text(tokens.ids, tokens.mask)
             u = understand(self.reference, self.tokenizer, tokens.ids[0], tokens.mask[0], pooled[0])
-            reading = self._read(text)
+            reading = self._read(text, u)
             if reading is not None:
                 tokens = self.tokenizer([reading.restated])
                 emb, pooled = self.backend.encode_text(tokens.ids, tokens.mask)
@@ -357,10 +357,10 @@ class Pipeline:
             warnings.extend(u.warnings)
         return inst, text, warnings
 
-    def _read(self, text: str) -> Reading | None:
+    def _read(self, text: str, u: Understanding | None) -> Reading | None:
         if self.reader is None or text == DEFAULT_INSTRUCTION:
             return None
-        return self.reader.read(text)
+        return self.reader.read(text, understood=None if u is None else u.label)
 
     def read_instruction(self, text: str | None) -> Reading | None:
         """How the demo's reader restates `text` before encoding (engine/instruction_reader.py), or None when
@@ -368,14 +368,14 @@ class Pipeline:
         hedge or exclaiming found)."""
         if text is None or self.reader is None:
             return None
-        return self._read(text)
+        return self._read(text, self._nearest(text))
 
     def understand(self, text: str | None) -> Understanding | None:
         """What the model takes `text` to mean: the nearest trained behaviour and its similarity, the share of
         unknown tokens (engine/understanding.py). None when the config ships no reference table."""
         text = DEFAULT_INSTRUCTION if text is None else text
         u = self._nearest(text)
-        reading = None if u is None else self._read(text)
+        reading = None if u is None else self._read(text, u)
         return u if reading is None else u.with_reading(reading)
 
     def _nearest(self, text: str) -> Understanding | None:
