@@ -26,9 +26,10 @@ split is never used, so the quality tables measure it on words, idioms and templ
   by a logistic gate over clause embeddings (train idioms and hedges against every other train clause) and read
   by the vote of three read-outs of the train phrases (`phrase_level`).
 - **Exclaiming** ("!") says level 3, as in the forms the generator was taught with; else the phrase's level.
-- The restatement: for a word it knows (or whose emotion both reads agree on), the world's canonical clause ("Talk very angrily.") with the other
-  clauses (motions) kept; for a word it does not know, the user's word stays, with the world's level word
-  before it ("moderately repelled", "intense wrath"). The phrase and repeated exclamations are dropped.
+- The restatement: for a word it knows (or whose emotion both reads agree on), the world's canonical clause
+  ("Talk very angrily.") with the other clauses (motions) kept; for a word it does not know, the user's word
+  stays, with the world's level word before it ("moderately repelled", "intense wrath"). The phrase and
+  repeated exclamations are dropped.
 
 It leaves an instruction as typed when the level is said the world's way (a span within ADVERB_MIN of a world
 intensity word, in the emotion word's clause: "a little", "extremely"), by comparison ("sadder than usual": the
@@ -386,22 +387,19 @@ def fit_table(encode, seed: int = 0) -> dict[str, np.ndarray]:
         b -= 0.5 * float(g.mean())
     return dict(words=word_emb.astype(np.float16), word_emotion=np.array([w[1] for w in words]),
                 word_level=np.array([w[2] for w in words], dtype=np.int8),
-                word_text=np.array([w[0] for w in words]), word_kind=np.array([w[3] for w in words]), adverbs=adverb_emb.astype(np.float16),
+                word_text=np.array([w[0] for w in words]), word_kind=np.array([w[3] for w in words]),
+                adverbs=adverb_emb.astype(np.float16),
                 span_w=span_w.astype(np.float32), span_b=span_b.astype(np.float32),
                 phrases=phrase_emb.astype(np.float16), phrase_level=levels.astype(np.int8),
-                centroids=_unit(centroids).astype(np.float16), ridge=ridge.astype(np.float32), gate_w=w.astype(np.float32),
-                gate_b=np.array(b, dtype=np.float32))
+                centroids=_unit(centroids).astype(np.float16), ridge=ridge.astype(np.float32),
+                gate_w=w.astype(np.float32), gate_b=np.array(b, dtype=np.float32))
 
 
-def pipeline_encoder(pipeline, batch: int = 64):
+def pipeline_encoder(pipeline):
     """`encode(texts)`: pooled embeddings through the pipeline's tokenizer and backend."""
-    def encode(texts: list[str]) -> np.ndarray:
-        out = []
-        for i in range(0, len(texts), batch):
-            tokens = pipeline.tokenizer(texts[i:i + batch])
-            out.append(pipeline.backend.encode_text(tokens.ids, tokens.mask)[1])
-        return np.concatenate(out)
-    return encode
+    from .understanding import embed
+
+    return lambda texts: embed(pipeline, list(texts))
 
 
 def write_table(pipeline, path: Path = READER_FILE) -> Path:
@@ -420,9 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     pipe = load_pipeline("demo", threads=1)
     if args.write:
         print(write_table(pipe))
-    reader = InstructionReader(ReaderTable.load(), pipeline_encoder(pipe))
+        pipe.reader = InstructionReader(ReaderTable.load(), pipeline_encoder(pipe))
     for text in args.text:
-        r = reader.read(text)
+        r = pipe.read_instruction(text)
         print(f"{text!r}: {r.describe() if r else 'left as typed'}")
     return 0
 

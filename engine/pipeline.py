@@ -49,10 +49,10 @@ from .blinks import BlinkSchedule
 from .chunk_loop import denoise_chunk, draw_step_noise
 from .config import ModelConfig
 from .ddim import DDIMSampler
+from .instruction_reader import InstructionReader, ReaderTable, Reading, pipeline_encoder
 from .media import image_io
 from .media.image_io import load_portrait, to_frames, to_model_input
 from .tokenizer import InstructionTokenizer
-from .instruction_reader import InstructionReader, ReaderTable, Reading, pipeline_encoder
 from .understanding import ReferenceTable, Understanding, understand
 
 DEFAULT_INSTRUCTION = "Talk with a neutral expression."
