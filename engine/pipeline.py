@@ -366,7 +366,7 @@ class Pipeline:
         """How the demo's reader restates `text` before encoding (engine/instruction_reader.py), or None when
         the text goes to the generator as typed (no reader, a neutral or world-style instruction, no idiom,
         hedge or exclaiming found)."""
-        if text is None or self.reader is None:
+        if text is None or not text.strip() or self.reader is None:
             return None
         return self._read(text, self._nearest(text))
 

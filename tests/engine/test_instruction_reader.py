@@ -46,6 +46,10 @@ def test_other_instructions_go_as_typed(pipe, text):
     assert pipe.read_instruction(text) is None
 
 
+def test_no_instruction_reads_as_nothing(pipe):
+    assert pipe.read_instruction(None) is None and pipe.read_instruction("  ") is None
+
+
 def test_the_worlds_phrasings_are_never_restated(pipe):
     rng = np.random.default_rng(3)
     texts = []
