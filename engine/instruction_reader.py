@@ -86,11 +86,13 @@ def clauses(text: str) -> list[str]:
     return [c.strip() for c in _CLAUSE.split(text) if c and c.strip()]
 
 
-def spans(clause: str, longest: int = MAX_SPAN) -> list[str]:
-    """Every run of 1..`longest` words of a clause that neither starts nor ends with a function word."""
+def spans(clause: str, longest: int = MAX_SPAN, content: bool = True) -> list[str]:
+    """Every run of 1..`longest` words of a clause; with `content`, only those that neither start nor end with a
+    function word."""
     words = _WORD.findall(clause)
     out = [words[i:i + n] for n in range(1, longest + 1) for i in range(len(words) - n + 1)]
-    return [" ".join(w) for w in out if w[0].lower() not in FUNCTION_WORDS and w[-1].lower() not in FUNCTION_WORDS]
+    return [" ".join(w) for w in out
+            if not content or (w[0].lower() not in FUNCTION_WORDS and w[-1].lower() not in FUNCTION_WORDS)]
 
 
 def _phrase_candidates(parts: list[str]) -> list[tuple[int, ...]]:
@@ -239,8 +241,9 @@ class InstructionReader:
         emotion = nearest if best_sim[i] >= WORD_MIN or nearest == understood else None
         if _NEGATION.search(parts[word_clause]):
             return None
-        if float((span_emb[owner == word_clause] @ t.adverbs.T).max()) >= ADVERB_MIN:
-            return None                        # the intensity is named the world's way already
+        named = _unit(self.encode(spans(parts[word_clause], content=False)).astype(np.float32))
+        if float((named @ t.adverbs.T).max()) >= ADVERB_MIN:
+            return None                        # the intensity is named the world's way already ("really", "a little")
         if exclaimed:                          # the exclaiming form says the strongest level
             level, cue = 3, "exclaiming"
         elif phrase:
@@ -258,7 +261,11 @@ class InstructionReader:
                       count=1)
         said = re.sub(rf"\b([Aa])n? ({re.escape(modifier)})\b",
                       lambda m: m.group(1) + ("n " if modifier[0] in "aeiou" else " ") + m.group(2), said)
-        if self.restate == "canonical" and emotion is not None:   # a word it knows: the world's canonical clause
+        others = [x for x in _WORD.findall(parts[word_clause])
+                  if x.lower() not in FUNCTION_WORDS and x.lower() not in word.lower().split()]
+        if self.restate == "canonical" and emotion is not None and len(others) <= 1:
+            # a word it knows in a clause that says little else ("Look angry"): the world's canonical clause; a
+            # clause that says more ("at one moment make a cheeky right-eyed signal") keeps its words
             from ..avatarworld.instructions import canonical_instruction
 
             said = canonical_instruction(emotion, level).rstrip(".")

@@ -21,7 +21,7 @@ def pipe():
     ("Look angry, and really lay it on thick.", 3, "Talk very angrily."),
     ("Look sad, just a touch.", 1, "Talk slightly sadly."),
     ("Say it with resentment - just don't exaggerate.", 2, "Talk moderately angrily."),
-    ("I want to see you furious!!", 3, "Talk very angrily."),
+    ("I want to see you furious!!", 3, "I want to see you very furious."),   # a clause that says more keeps it
     ("Come across as indignant while speaking, ever so slightly.", 1, "Talk slightly angrily."),  # held-out idiom
     # a word it does not know keeps the user's word, with the world's level word before it
     ("Talk, and be repelled about it, middle of the road, please.", 2,
