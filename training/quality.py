@@ -109,8 +109,7 @@ def pipeline_from_checkpoint(weights: str | Path | None, steps: int | None, thre
                          backend=backend or BACKEND["name"])
 
 
-# `--backend` of `train quality` (auto: ONNX Runtime over the shipped export; the main and vae tables need the
-# torch backend's motion encoder for their ground-truth rows)
+# `--backend` of `train quality` (auto: ONNX Runtime over the shipped export, torch for main and vae)
 BACKEND = {"name": "auto"}
 
 
@@ -637,15 +636,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe", default=None, help="latent probe (default: the one shipped beside the checkpoint)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--backend", default="auto",
-                    help="auto (ONNX Runtime where the shipped export matches), ort or torch; main and vae need torch "
-                         "(their ground-truth rows encode motion)")
+                    help="auto (ONNX Runtime where the shipped export matches; torch for main and vae, whose "
+                         "ground-truth rows encode motion), ort or torch")
     ap.add_argument("--chunk-frames", type=int, default=None,
                     help="streaming: frames per chunk (default: the config's; the prefix stays the config's)")
     ap.add_argument("--json", default=None, help="write summaries and per-clip numbers here")
     ap.add_argument("--sheet", default=None, help="vae: also write a truth-over-reconstruction picture (PNG) here")
     ap.add_argument("--summary-json", default=None, help="write the table and the summaries only (small)")
     args = ap.parse_args(argv)
-    BACKEND["name"] = args.backend
+    # main and vae score ground-truth motion too, which needs the torch backend's motion encoder
+    BACKEND["name"] = "torch" if args.backend == "auto" and args.table in ("main", "vae") else args.backend
     if args.sample_seeds < 1:
         ap.error("--sample-seeds must be >= 1")
     from .quality_forms import parse_forms
