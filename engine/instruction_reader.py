@@ -211,6 +211,8 @@ class InstructionReader:
         cands = _phrase_candidates(parts)
         cand_emb = _unit(self.encode([_joined(parts, ks) for ks in cands]).astype(np.float32)) if cands else \
             np.zeros((0, t.words.shape[1]), np.float32)
+        if cand_emb.shape[1] != t.words.shape[1]:
+            return None                        # another text encoder than the table's (a test double, a checkpoint)
         gate_all = _sigmoid(cand_emb @ t.gate_w + t.gate_b)
         if not exclaimed and not self.word_levels and not (gate_all >= GATE_MIN).any():
             return None                        # no phrase, no "!": the spans need not be embedded at all

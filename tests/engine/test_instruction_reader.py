@@ -161,3 +161,8 @@ def test_the_server_reports_the_reading(pipe):
     assert report["read"] == {"emotion": "sad", "level": 1, "cue": "phrase 'just a touch'",
                               "restated": "Talk slightly sadly."}
     assert "read" not in _understood(pipe, "Talk very sadly.", [])
+
+
+def test_a_text_encoder_of_another_size_reads_nothing(pipe):
+    reader = R.InstructionReader(pipe.reader.table, lambda texts: np.ones((len(texts), 8), np.float32))
+    assert reader.read("Look angry, and really lay it on thick.") is None
