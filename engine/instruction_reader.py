@@ -110,7 +110,7 @@ class Reading:
     emotion: str | None            # the emotion of the nearest train word, None when no train word is near
     level: int                     # 1..3
     word: str                      # the emotion word it was read from
-    cue: str                       # what said the level: "word 'livid'", "phrase 'just a touch'", "exclaiming"
+    cue: str                       # what said the level: "phrase 'just a touch'" or "exclaiming"
     text: str                      # the instruction as typed
     restated: str                  # what the generator is given
 
@@ -119,7 +119,7 @@ class Reading:
         return f"read as {what} ({self.cue}); the generator is given \"{self.restated}\""
 
 
-TABLE_KEYS = ("words", "word_emotion", "word_level", "word_text", "word_kind", "adverbs", "phrases",
+TABLE_KEYS = ("words", "word_emotion", "word_text", "word_kind", "adverbs", "phrases",
               "phrase_level", "centroids", "ridge", "gate_w", "gate_b", "span_w", "span_b")
 
 
@@ -127,7 +127,6 @@ TABLE_KEYS = ("words", "word_emotion", "word_level", "word_text", "word_kind", "
 class ReaderTable:
     words: np.ndarray              # (W, D) float32 unit rows: train graded words
     word_emotion: tuple[str, ...]  # (W,)
-    word_level: np.ndarray         # (W,) 1..3
     word_text: tuple[str, ...]
     word_kind: tuple[str, ...]     # "adj" or "noun"
     adverbs: np.ndarray            # (A, D) the world's train intensity adverbs and noun modifiers
@@ -149,7 +148,6 @@ class ReaderTable:
                 return None                    # a table of an older reader: rewrite it (--write)
             return ReaderTable(words=_unit(z["words"].astype(np.float32)),
                                word_emotion=tuple(str(x) for x in z["word_emotion"]),
-                               word_level=z["word_level"].astype(np.int64),
                                word_text=tuple(str(x) for x in z["word_text"]),
                                word_kind=tuple(str(x) for x in z["word_kind"]),
                                adverbs=_unit(z["adverbs"].astype(np.float32)),
@@ -189,11 +187,10 @@ class InstructionReader:
     """Reads an instruction's emotion and level from its pieces (module docstring); `encode(texts) -> (N, D)`
     pooled embeddings, the pipeline's own text encoder."""
 
-    def __init__(self, table: ReaderTable, encode, word_levels: bool = False, restate: str = "canonical"):
+    def __init__(self, table: ReaderTable, encode, restate: str = "canonical"):
         self.table = table
         self.encode = encode
         self.restate = restate             # "modifier": the level word before the user's word; "canonical"
-        self.word_levels = word_levels     # also restate an instruction whose level is only in its emotion word
 
     def read(self, text: str, understood: str | None = None) -> Reading | None:
         """The Reading of `text`, or None when the instruction is left as typed. `understood`: the behaviour the
@@ -214,7 +211,7 @@ class InstructionReader:
         if cand_emb.shape[1] != t.words.shape[1]:
             return None                        # another text encoder than the table's (a test double, a checkpoint)
         gate_all = _sigmoid(cand_emb @ t.gate_w + t.gate_b)
-        if not exclaimed and not self.word_levels and not (gate_all >= GATE_MIN).any():
+        if not exclaimed and not (gate_all >= GATE_MIN).any():
             return None                        # no phrase, no "!": the spans need not be embedded at all
         span_emb = _unit(self.encode(flat).astype(np.float32))
         sims = span_emb @ t.words.T                            # (S, W)
@@ -232,7 +229,7 @@ class InstructionReader:
         gate = np.where([word_clause not in ks for ks in cands], gate_all, 0.0)
         c = int(np.argmax(gate)) if cands else 0
         phrase = cands[c] if cands and float(gate[c]) >= GATE_MIN else ()
-        if not phrase and not exclaimed and (not self.word_levels or best_sim[i] < WORD_MIN):
+        if not phrase and not exclaimed:
             return None                        # any level is in the emotion word itself: left to the generator
         if float(kind[~np.isin(owner, phrase), 2].max()) > kind[i, 1]:
             return None                        # a neutral instruction ("talk calmly")
@@ -248,10 +245,8 @@ class InstructionReader:
             return None                        # the intensity is named the world's way already ("really", "a little")
         if exclaimed:                          # the exclaiming form says the strongest level
             level, cue = 3, "exclaiming"
-        elif phrase:
-            level, cue = phrase_level(t, cand_emb[c]), f"phrase '{_joined(parts, phrase)}'"
         else:
-            level, cue = int(t.word_level[w]), f"word '{word}'"
+            level, cue = phrase_level(t, cand_emb[c]), f"phrase '{_joined(parts, phrase)}'"
         # drop the phrase and the clauses that repeat the word (exclamations); name the level before the word
         drop = set(phrase)
         if exclaimed:
@@ -287,12 +282,12 @@ def _train_items():
     words = []
     for kind, lists in (("adj", P.GRADED_ADJ), ("noun", P.GRADED_NOUN)):
         for emotion, grades in lists.items():
-            for g, items in grades.items():
-                words += [(w, emotion, P.GRADES.index(g) + 1, kind) for w in P._split(items, "train")]
+            for items in grades.values():
+                words += [(w, emotion, kind) for w in P._split(items, "train")]
     known = {w[0] for w in words}
-    for emotion, kinds in W.SYNONYMS.items():          # the world's own words carry no level: plain
+    for emotion, kinds in W.SYNONYMS.items():          # and the world's own emotion words
         for kind, items in kinds.items():
-            words += [(w, emotion, 2, "noun" if kind == "noun" else "adj") for w in W._split(items, "train")
+            words += [(w, emotion, "noun" if kind == "noun" else "adj") for w in W._split(items, "train")
                       if w not in known]
     adverbs = [a for lists in (W.INTENSITY_ADVERBS, W.INTENSITY_NOUN_MODS) for lv, items in lists.items()
                for a in W._split(items, "train")]
@@ -395,8 +390,7 @@ def fit_table(encode, seed: int = 0) -> dict[str, np.ndarray]:
         w -= 0.5 * (x.T @ g / len(y) + 1e-3 * w)
         b -= 0.5 * float(g.mean())
     return dict(words=word_emb.astype(np.float16), word_emotion=np.array([w[1] for w in words]),
-                word_level=np.array([w[2] for w in words], dtype=np.int8),
-                word_text=np.array([w[0] for w in words]), word_kind=np.array([w[3] for w in words]),
+                word_text=np.array([w[0] for w in words]), word_kind=np.array([w[2] for w in words]),
                 adverbs=adverb_emb.astype(np.float16),
                 span_w=span_w.astype(np.float32), span_b=span_b.astype(np.float32),
                 phrases=phrase_emb.astype(np.float16), phrase_level=levels.astype(np.int8),

@@ -102,15 +102,10 @@ def no_text(clip: Clip, index: int) -> str | None:
 
 # --------------------------------------------------------------------------------------------------- models
 def pipeline_from_checkpoint(weights: str | Path | None, steps: int | None, threads: int | None,
-                             guidance: float | None = None, backend: str | None = None):
+                             guidance: float | None = None, backend: str = "auto"):
     from ..engine.loader import load_pipeline
 
-    return load_pipeline("demo", weights=weights, steps=steps, threads=threads, guidance=guidance,
-                         backend=backend or BACKEND["name"])
-
-
-# `--backend` of `train quality` (auto: ONNX Runtime over the shipped export, torch for main and vae)
-BACKEND = {"name": "auto"}
+    return load_pipeline("demo", weights=weights, steps=steps, threads=threads, guidance=guidance, backend=backend)
 
 
 def pipeline_with_motion(weights: str | Path | None, motion_file: str | Path, steps: int | None,
@@ -349,7 +344,7 @@ def model_pipeline(args):
     """The evaluated model: the --weights checkpoint, with its generator replaced by --motion when given."""
     if getattr(args, "motion", None):
         return pipeline_with_motion(args.weights, args.motion, args.steps, args.threads, args.guidance)
-    return pipeline_from_checkpoint(args.weights, args.steps, args.threads, args.guidance)
+    return pipeline_from_checkpoint(args.weights, args.steps, args.threads, args.guidance, args.backend)
 
 
 def table_main(args, clips, ev, size, probe) -> tuple[str, dict]:
@@ -373,7 +368,7 @@ def table_guidance(args, clips, ev, size, probe) -> tuple[str, dict]:
     """Instruction guidance sweep (engine/pipeline.py): quality and time per chunk for each scale."""
     rows = []
     for g in args.guidance_list:
-        pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads, g)
+        pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads, g, args.backend)
         rows.append(run_system(f"guidance {g:g}" + (" (off)" if g == 1 else ""), clips,
                                model_output(pipe, heldout_text, size), ev, pipe.cfg.stream.chunk_frames, probe))
     extra = (("ms / chunk (0.4 s)", lambda r: f"{r.ms_per_chunk:.0f}"),)
@@ -404,7 +399,7 @@ def table_paraphrase(args, clips, ev, size, probe) -> tuple[str, dict]:
 def table_steps(args, clips, ev, size, probe) -> tuple[str, dict]:
     rows = []
     for k in args.steps_list:
-        pipe = pipeline_from_checkpoint(args.weights, k, args.threads, args.guidance)
+        pipe = pipeline_from_checkpoint(args.weights, k, args.threads, args.guidance, args.backend)
         rows.append(run_system(f"{k} steps", clips, model_output(pipe, heldout_text, size), ev,
                                pipe.cfg.stream.chunk_frames, probe))
     chunk_s = pipe.cfg.stream.chunk_frames / pipe.cfg.media.fps
@@ -414,7 +409,7 @@ def table_steps(args, clips, ev, size, probe) -> tuple[str, dict]:
 
 
 def table_streaming(args, clips, ev, size, probe) -> tuple[str, dict]:
-    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads, args.guidance)
+    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads, args.guidance, args.backend)
     if getattr(args, "chunk_frames", None):               # the chunk length under test (issue 24; prefix unchanged)
         from dataclasses import replace
 
@@ -530,7 +525,7 @@ def table_vae(args, clips, ev, size, probe) -> tuple[str, dict]:
     from ..avatarworld.identity import identity
     from ..avatarworld.render import FaceRenderer
 
-    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads)
+    pipe = pipeline_from_checkpoint(args.weights, args.steps, args.threads, backend=args.backend)
     vae_cfg = pipe.cfg.vae
     if args.sheet:
         print(f"[quality] wrote {vae_sheet(pipe.backend, args.sheet, size, vae_cfg)}", file=sys.stderr)
@@ -645,7 +640,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--summary-json", default=None, help="write the table and the summaries only (small)")
     args = ap.parse_args(argv)
     # main and vae score ground-truth motion too, which needs the torch backend's motion encoder
-    BACKEND["name"] = "torch" if args.backend == "auto" and args.table in ("main", "vae") else args.backend
+    if args.backend == "auto" and args.table in ("main", "vae"):
+        args.backend = "torch"
     if args.sample_seeds < 1:
         ap.error("--sample-seeds must be >= 1")
     from .quality_forms import parse_forms

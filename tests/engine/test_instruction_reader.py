@@ -124,7 +124,7 @@ def test_shipped_table_is_current():
 def test_phrase_level_is_the_vote_of_three_readouts():
     d = 4
     phrases = np.eye(d, dtype=np.float32)[:3]
-    table = R.ReaderTable(words=phrases, word_emotion=("a", "b", "c"), word_level=np.array([1, 2, 3]),
+    table = R.ReaderTable(words=phrases, word_emotion=("a", "b", "c"),
                           word_text=("x", "y", "z"), word_kind=("adj",) * 3, adverbs=phrases,
                           phrases=phrases, phrase_level=np.array([1, 2, 3]), centroids=phrases,
                           ridge=np.eye(d, 3, dtype=np.float32)[:, [1, 0, 2]], gate_w=np.zeros(d, np.float32),
