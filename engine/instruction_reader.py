@@ -63,6 +63,8 @@ ADVERB_MIN = 0.80         # an instruction names its intensity the world's way w
 GATE_MIN = 0.5            # gate probability for an intensity-phrase clause
 SPAN_MIN = 0.5            # span gate probability for an emotion word
 MAX_SPAN = 3              # words per span
+MAX_WORDS = 64            # a longer instruction is left as typed: the text encoder reads 64 tokens of it anyway,
+#                           and the spans to embed grow with its length
 RIDGE = 0.1               # the phrase level read-out's L2 strength
 LEVEL_ADVERBS = {1: "slightly", 2: "moderately", 3: "very"}          # the world's train intensity words
 LEVEL_NOUN_MODS = {1: "a hint of", 2: "moderate", 3: "intense"}
@@ -197,7 +199,7 @@ class InstructionReader:
         whole instruction is nearest (engine/understanding.py), a second opinion on a word the reader does not
         know."""
         parts = clauses(text)
-        if not parts or _COMPARISON.search(text):
+        if not parts or _COMPARISON.search(text) or len(_WORD.findall(text)) > MAX_WORDS:
             return None
         per_clause = [spans(c) for c in parts]
         flat = [s for ss in per_clause for s in ss]

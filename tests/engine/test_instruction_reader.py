@@ -166,3 +166,14 @@ def test_the_server_reports_the_reading(pipe):
 def test_a_text_encoder_of_another_size_reads_nothing(pipe):
     reader = R.InstructionReader(pipe.reader.table, lambda texts: np.ones((len(texts), 8), np.float32))
     assert reader.read("Look angry, and really lay it on thick.") is None
+
+
+def test_an_overlong_instruction_is_left_as_typed_without_embedding_its_spans():
+    calls = []
+
+    def encode(texts):
+        calls.append(len(texts))
+        return np.ones((len(texts), 4), np.float32)
+
+    reader = R.InstructionReader(R.ReaderTable.load(), encode)
+    assert reader.read("Look angry! " + "and talk " * (R.MAX_WORDS // 2)) is None and calls == []
